@@ -1,0 +1,9 @@
+#pragma once
+
+/// \file
+/// Everything in sbgm.
+
+#include "sbgm/model.h"
+#include "sbgm/schedule.h"
+#include "sbgm/sde.h"
+#include "sbgm/version.h"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Configures and builds sbgm into ${SBGM_BUILD_DIR:-build} (Release, Ninja).
+# Extra arguments go to cmake's configure step.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh"
+build=${SBGM_BUILD_DIR:-$root/build}
+jobs=${SBGM_JOBS:-$(nproc)}
+args=(-S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${SBGM_BUILD_TYPE:-Release})
+[ -n "${CMAKE_PREFIX_PATH:-}" ] && args+=("-DCMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH")
+[ -n "${Torch_DIR:-}" ] && args+=("-DTorch_DIR=$Torch_DIR")
+cmake "${args[@]}" "$@" >/dev/null
+cmake --build "$build" -j "$jobs" ${SBGM_BUILD_TARGETS:+--target $SBGM_BUILD_TARGETS}

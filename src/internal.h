@@ -1,0 +1,54 @@
+#pragma once
+
+// Private helpers shared by the library's translation units.
+
+#include <torch/types.h>
+
+#include <atomic>
+#include <string>
+
+namespace sbgm::detail {
+
+/// Shape of a per-sample coefficient so that it broadcasts against `like`:
+/// [N] -> [N, 1, ..., 1]; 0-dim stays 0-dim.
+inline torch::Tensor batch_view(
+    const torch::Tensor& coef, const torch::Tensor& like) {
+  if (coef.dim() == 0 || like.dim() <= 1) {
+    return coef;
+  }
+  std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
+  shape[0] = coef.size(0);
+  return coef.view(shape);
+}
+
+/// Checks a time tensor against the data it goes with: floating or integer as
+/// asked, on x's device, 0-dim or [N] with N = x.size(0).
+void check_time_tensor(
+    const torch::Tensor& t,
+    const torch::Tensor& x,
+    bool integer,
+    const char* where);
+
+/// Checks that x is a defined floating-point tensor.
+void check_floating(
+    const torch::Tensor& x, const char* name, const char* where);
+
+/// Checks that two tensors live on the same device.
+void check_same_device(
+    const torch::Tensor& a,
+    const char* a_name,
+    const torch::Tensor& b,
+    const char* b_name,
+    const char* where);
+
+/// [min, max] of a tensor if reading it costs no device sync (CPU tensors);
+/// false otherwise. Used for value checks that must not stall a CUDA stream.
+bool host_minmax(const torch::Tensor& t, double* lo, double* hi);
+
+std::string shape_str(const torch::Tensor& t);
+
+/// Set once the warning about a schedule that stops short of N(0, I) has
+/// been printed (tests reset it).
+std::atomic<bool>& prior_warning_issued();
+
+}  // namespace sbgm::detail

@@ -1,0 +1,96 @@
+#pragma once
+
+// Shared test fixtures: seeding, devices, closeness helpers.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace sbgm::test {
+
+/// Seeds torch's global generator so every test is reproducible.
+class SeededTest : public ::testing::Test {
+ protected:
+  SeededTest() {
+    torch::manual_seed(0);
+  }
+};
+
+/// The devices a device-parametrized test runs on. CUDA cases skip when no
+/// GPU is present.
+inline std::vector<std::string> test_devices() {
+  return {"cpu", "cuda"};
+}
+
+class DeviceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(0);
+    if (GetParam() == "cuda" && !torch::cuda::is_available()) {
+      GTEST_SKIP() << "CUDA is not available";
+    }
+  }
+  torch::Device device() const {
+    return torch::Device(GetParam());
+  }
+  torch::TensorOptions f32() const {
+    return torch::TensorOptions().dtype(torch::kFloat).device(device());
+  }
+  torch::TensorOptions f64() const {
+    return torch::TensorOptions().dtype(torch::kDouble).device(device());
+  }
+};
+
+#define SBGM_INSTANTIATE_DEVICES(Suite)                \
+  INSTANTIATE_TEST_SUITE_P(                            \
+      Devices,                                         \
+      Suite,                                           \
+      ::testing::ValuesIn(sbgm::test::test_devices()), \
+      [](const auto& info) { return info.param; })
+
+/// Largest absolute difference, as a double.
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kCPU, torch::kDouble) - b.to(torch::kCPU, torch::kDouble))
+      .abs()
+      .max()
+      .item<double>();
+}
+
+/// Asserts elementwise closeness with a message that shows the worst entry.
+inline ::testing::AssertionResult all_close(
+    const torch::Tensor& a,
+    const torch::Tensor& b,
+    double rtol = 1e-6,
+    double atol = 1e-9) {
+  if (a.sizes() != b.sizes()) {
+    return ::testing::AssertionFailure()
+           << "shapes differ: " << a.sizes() << " vs " << b.sizes();
+  }
+  auto x = a.to(torch::kCPU, torch::kDouble);
+  auto y = b.to(torch::kCPU, torch::kDouble);
+  auto err = (x - y).abs() - (y.abs() * rtol + atol);
+  auto worst = err.reshape({-1}).argmax().item<int64_t>();
+  if (err.reshape({-1})[worst].item<double>() > 0) {
+    return ::testing::AssertionFailure()
+           << "entry " << worst << ": " << x.reshape({-1})[worst].item<double>()
+           << " vs " << y.reshape({-1})[worst].item<double>() << " (rtol "
+           << rtol << ", atol " << atol << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+/// Expects `stmt` to throw a c10::Error whose message contains `substr`.
+#define EXPECT_THROW_MSG(stmt, substr)                                        \
+  do {                                                                        \
+    try {                                                                     \
+      stmt;                                                                   \
+      ADD_FAILURE() << "expected an error containing \"" << (substr) << "\""; \
+    } catch (const c10::Error& e) {                                           \
+      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)        \
+          << "message was: " << e.what_without_backtrace();                   \
+    }                                                                         \
+  } while (0)
+
+}  // namespace sbgm::test
