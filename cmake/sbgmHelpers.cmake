@@ -6,11 +6,20 @@ function(sbgm_target_defaults target)
   set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
 endfunction()
 
-# Reuses the library's precompiled torch header in an executable of ours.
+# Reuses one precompiled torch header across our executables. The library's
+# own cannot be shared with them: it is built position-independent.
 function(sbgm_reuse_pch target)
-  if(SBGM_USE_PCH)
-    target_precompile_headers(${target} REUSE_FROM sbgm)
+  if(NOT SBGM_USE_PCH)
+    return()
   endif()
+  if(NOT TARGET sbgm_exe_pch)
+    file(WRITE ${CMAKE_BINARY_DIR}/sbgm_exe_pch.cpp "// precompiled header carrier\n")
+    add_library(sbgm_exe_pch OBJECT ${CMAKE_BINARY_DIR}/sbgm_exe_pch.cpp)
+    target_link_libraries(sbgm_exe_pch PRIVATE sbgm::sbgm)
+    sbgm_target_defaults(sbgm_exe_pch)
+    target_precompile_headers(sbgm_exe_pch PRIVATE <torch/torch.h>)
+  endif()
+  target_precompile_headers(${target} REUSE_FROM sbgm_exe_pch)
 endfunction()
 
 # Sets SBGM_TORCH_HAS_CUDA when the Torch package found was built with CUDA.
