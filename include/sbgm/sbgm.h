@@ -3,6 +3,11 @@
 /// \file
 /// Everything in sbgm.
 
+#include "sbgm/data/mnist.h"
+#include "sbgm/data/toy2d.h"
+#include "sbgm/io/gif.h"
+#include "sbgm/io/image.h"
+#include "sbgm/io/npy.h"
 #include "sbgm/model.h"
 #include "sbgm/optim/flat_adam.h"
 #include "sbgm/schedule.h"

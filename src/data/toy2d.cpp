@@ -1,0 +1,205 @@
+#include "sbgm/data/toy2d.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace sbgm::data {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+c10::optional<at::Generator> opt(const at::Generator& gen, const char* where) {
+  if (!gen.defined()) {
+    return c10::nullopt;
+  }
+  TORCH_CHECK(
+      gen.device().is_cpu(),
+      where,
+      ": the generator must be a CPU generator, got one on ",
+      gen.device());
+  return gen;
+}
+
+void check_args(int64_t n, double noise, const char* where) {
+  TORCH_CHECK(n > 0, where, ": n must be positive, got ", n);
+  TORCH_CHECK(
+      std::isfinite(noise) && noise >= 0,
+      where,
+      ": noise must be finite and >= 0, got ",
+      noise);
+}
+
+torch::Tensor add_noise_and_shuffle(
+    torch::Tensor x, const c10::optional<at::Generator>& g, double noise) {
+  if (noise > 0) {
+    x = x + noise * torch::randn(x.sizes(), g, torch::dtype(torch::kDouble));
+  }
+  auto perm = torch::randperm(x.size(0), g, torch::dtype(torch::kLong));
+  return x.index_select(0, perm).to(torch::kFloat).contiguous();
+}
+
+}  // namespace
+
+std::string to_string(Toy2d kind) {
+  switch (kind) {
+    case Toy2d::SwissRoll:
+      return "swiss_roll";
+    case Toy2d::Moons:
+      return "moons";
+    case Toy2d::Circles:
+      return "circles";
+    case Toy2d::EightGaussians:
+      return "8gaussians";
+  }
+  TORCH_CHECK(false, "unknown Toy2d value ", static_cast<int>(kind));
+}
+
+std::vector<Toy2d> all_toy2d() {
+  return {
+      Toy2d::SwissRoll, Toy2d::Moons, Toy2d::Circles, Toy2d::EightGaussians};
+}
+
+Toy2d parse_toy2d(const std::string& name) {
+  for (Toy2d k : all_toy2d()) {
+    if (name == to_string(k)) {
+      return k;
+    }
+  }
+  if (name == "swissroll" || name == "swiss-roll") {
+    return Toy2d::SwissRoll;
+  }
+  if (name == "8_gaussians" || name == "eight_gaussians") {
+    return Toy2d::EightGaussians;
+  }
+  TORCH_CHECK(
+      false,
+      "unknown toy data set \"",
+      name,
+      "\"; valid names: swiss_roll, moons, circles, 8gaussians");
+}
+
+double default_noise(Toy2d kind) {
+  switch (kind) {
+    case Toy2d::SwissRoll:
+      return 0.1;
+    case Toy2d::Moons:
+    case Toy2d::Circles:
+      return 0.05;
+    case Toy2d::EightGaussians:
+      return 0.1;
+  }
+  TORCH_CHECK(false, "unknown Toy2d value ", static_cast<int>(kind));
+}
+
+torch::Tensor make_swiss_roll(int64_t n, at::Generator gen, double noise) {
+  check_args(n, noise, "make_swiss_roll");
+  auto g = opt(gen, "make_swiss_roll");
+  auto dbl = torch::dtype(torch::kDouble);
+  auto t = 1.5 * kPi * (1 + 2 * torch::rand({n}, g, dbl));
+  auto x = torch::stack({t * torch::cos(t), t * torch::sin(t)}, 1);
+  if (noise > 0) {
+    x = x + noise * torch::randn({n, 2}, g, dbl);
+  }
+  return (x / 10).to(torch::kFloat).contiguous();
+}
+
+torch::Tensor make_moons(int64_t n, at::Generator gen, double noise) {
+  check_args(n, noise, "make_moons");
+  auto g = opt(gen, "make_moons");
+  auto dbl = torch::dtype(torch::kDouble);
+  int64_t n_out = n / 2;
+  int64_t n_in = n - n_out;
+  auto so = torch::linspace(0, kPi, n_out, dbl);
+  auto si = torch::linspace(0, kPi, n_in, dbl);
+  auto outer = torch::stack({torch::cos(so), torch::sin(so)}, 1);
+  auto inner = torch::stack({1 - torch::cos(si), 0.5 - torch::sin(si)}, 1);
+  return add_noise_and_shuffle(torch::cat({outer, inner}, 0), g, noise);
+}
+
+torch::Tensor make_circles(
+    int64_t n, at::Generator gen, double noise, double factor) {
+  check_args(n, noise, "make_circles");
+  TORCH_CHECK(
+      factor > 0 && factor < 1,
+      "make_circles: factor must be in (0, 1), got ",
+      factor);
+  auto g = opt(gen, "make_circles");
+  auto dbl = torch::dtype(torch::kDouble);
+  int64_t n_out = n / 2;
+  int64_t n_in = n - n_out;
+  auto ao = torch::arange(n_out, dbl) * (2 * kPi / std::max<int64_t>(n_out, 1));
+  auto ai = torch::arange(n_in, dbl) * (2 * kPi / n_in);
+  auto outer = torch::stack({torch::cos(ao), torch::sin(ao)}, 1);
+  auto inner = factor * torch::stack({torch::cos(ai), torch::sin(ai)}, 1);
+  return add_noise_and_shuffle(torch::cat({outer, inner}, 0), g, noise);
+}
+
+torch::Tensor make_eight_gaussians(int64_t n, at::Generator gen, double noise) {
+  check_args(n, noise, "make_eight_gaussians");
+  auto g = opt(gen, "make_eight_gaussians");
+  auto dbl = torch::dtype(torch::kDouble);
+  auto k = torch::randint(0, 8, {n}, g, dbl);
+  auto a = k * (2 * kPi / 8);
+  auto x = 2 * torch::stack({torch::cos(a), torch::sin(a)}, 1);
+  if (noise > 0) {
+    x = x + noise * torch::randn({n, 2}, g, dbl);
+  }
+  return x.to(torch::kFloat).contiguous();
+}
+
+torch::Tensor make_toy2d(
+    Toy2d kind, int64_t n, at::Generator gen, std::optional<double> noise) {
+  double s = noise.has_value() ? *noise : default_noise(kind);
+  switch (kind) {
+    case Toy2d::SwissRoll:
+      return make_swiss_roll(n, gen, s);
+    case Toy2d::Moons:
+      return make_moons(n, gen, s);
+    case Toy2d::Circles:
+      return make_circles(n, gen, s);
+    case Toy2d::EightGaussians:
+      return make_eight_gaussians(n, gen, s);
+  }
+  TORCH_CHECK(false, "unknown Toy2d value ", static_cast<int>(kind));
+}
+
+torch::Tensor make_toy2d(
+    const std::string& name,
+    int64_t n,
+    at::Generator gen,
+    std::optional<double> noise) {
+  return make_toy2d(parse_toy2d(name), n, gen, noise);
+}
+
+Toy2dSampler::Toy2dSampler(const Toy2dSamplerOptions& options)
+    : options_(options),
+      gen_(at::make_generator<at::CPUGeneratorImpl>(options.seed())) {
+  TORCH_CHECK(
+      options_.fixed_size() >= 0,
+      "Toy2dSampler: fixed_size must be >= 0, got ",
+      options_.fixed_size());
+  if (options_.fixed_size() > 0) {
+    data_ = make_toy2d(
+                options_.kind(), options_.fixed_size(), gen_, options_.noise())
+                .to(options_.device());
+  }
+}
+
+torch::Tensor Toy2dSampler::sample(int64_t batch_size) {
+  TORCH_CHECK(
+      batch_size > 0,
+      "Toy2dSampler::sample: batch_size must be positive, got ",
+      batch_size);
+  if (!data_.defined()) {
+    return make_toy2d(options_.kind(), batch_size, gen_, options_.noise())
+        .to(options_.device());
+  }
+  auto idx = torch::randint(
+      0, data_.size(0), {batch_size}, gen_, torch::dtype(torch::kLong));
+  return data_.index_select(0, idx.to(data_.device()));
+}
+
+}  // namespace sbgm::data
