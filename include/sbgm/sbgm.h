@@ -3,8 +3,11 @@
 /// \file
 /// Everything in sbgm.
 
+#include "sbgm/metrics/classifier.h"
+#include "sbgm/metrics/frechet.h"
 #include "sbgm/model.h"
 #include "sbgm/optim/flat_adam.h"
+#include "sbgm/nets/unet.h"
 #include "sbgm/schedule.h"
 #include "sbgm/sde.h"
 #include "sbgm/version.h"
