@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <ctime>
 #include <iostream>
 
 #include "support.h"
@@ -147,33 +148,43 @@ SBGM_INSTANTIATE_DEVICES(UNetTest);
 // One training step (forward, MSE loss, backward, Adam) of the default net
 // at batch 32 on 28x28 on one thread.
 TEST(UNetBenchmark, DISABLED_DefaultNetStepTime) {
-  torch::manual_seed(0);
   torch::set_num_threads(1);
-  UNet net(UNetOptions(1));
-  int64_t count = 0;
-  for (const auto& p : net->parameters()) {
-    count += p.numel();
-  }
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
-  auto x = torch::randn({32, 1, 28, 28});
-  auto t = torch::rand({32});
-  auto step = [&] {
-    opt.zero_grad();
-    auto loss = (net(x, t) - x).pow(2).mean();
-    loss.backward();
-    opt.step();
+  std::vector<std::pair<std::string, UNetOptions>> configs = {
+      {"default {16, 32, 64}", UNetOptions(1)},
+      {"{32, 64, 128}", UNetOptions(1).channels({32, 64, 128})},
   };
-  step();  // warm-up
-  const int steps = 10;
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) {
-    step();
+
+  for (auto& [name, o] : configs) {
+    torch::manual_seed(0);
+    UNet net(o);
+    int64_t count = 0;
+    for (const auto& p : net->parameters()) {
+      count += p.numel();
+    }
+    torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
+    auto x = torch::randn({32, 1, 28, 28});
+    auto t = torch::rand({32});
+    auto step = [&] {
+      opt.zero_grad();
+      auto loss = (net(x, t) - x).pow(2).mean();
+      loss.backward();
+      opt.step();
+    };
+    step();  // warm-up
+    const int steps = 5;
+    const auto start = std::chrono::steady_clock::now();
+    const auto cpu_start = std::clock();
+    for (int i = 0; i < steps; ++i) {
+      step();
+    }
+    const std::chrono::duration<double> elapsed =
+        std::chrono::steady_clock::now() - start;
+    const double cpu =
+        static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+    std::cout << "UNet " << name << ": " << count << " parameters, "
+              << elapsed.count() / steps << " s wall, " << cpu / steps
+              << " s CPU per step (batch 32, 28x28, 1 thread)" << std::endl;
   }
-  const std::chrono::duration<double> elapsed =
-      std::chrono::steady_clock::now() - start;
-  std::cout << "UNet default: " << count << " parameters, "
-            << elapsed.count() / steps << " s per step (batch 32, 28x28, 1 "
-            << "thread)" << std::endl;
 }
 
 class UNetErrors : public test::SeededTest {};

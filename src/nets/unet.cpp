@@ -1,7 +1,7 @@
 #include "sbgm/nets/unet.h"
 
 #include <torch/nn/functional/activation.h>
-#include <torch/nn/functional/upsampling.h>
+#include <torch/nn/functional/conv.h>
 
 #include <algorithm>
 #include <cmath>
@@ -186,12 +186,20 @@ void UNetImpl::reset() {
 
   // Up path, built from the bottom level to the top; stored by level index.
   up_.resize(static_cast<size_t>(levels));
-  upsample_.assign(static_cast<size_t>(levels), torch::nn::Conv2d(nullptr));
+  upsample_.assign(
+      static_cast<size_t>(levels), torch::nn::ConvTranspose2d(nullptr));
   c_prev = c_mid;
   for (int64_t i = levels - 1; i >= 0; --i) {
     if (i + 1 < levels) {
+      // 3x3, stride 2, padding 1; the output padding (0 or 1) is chosen in
+      // forward so that the output has the skip tensor's size.
       upsample_[i] = register_module(
-          "upsample" + std::to_string(i), conv3x3(c_prev, c_prev));
+          "upsample" + std::to_string(i),
+          torch::nn::ConvTranspose2d(
+              torch::nn::ConvTranspose2dOptions(c_prev, ch[i], 3)
+                  .stride(2)
+                  .padding(1)));
+      c_prev = ch[i];
     }
     Level& level = up_[static_cast<size_t>(i)];
     for (int64_t b = 0; b < o.num_res_blocks(); ++b) {
@@ -278,12 +286,19 @@ torch::Tensor UNetImpl::forward(
   for (size_t k = levels; k-- > 0;) {
     const auto& skip = skips[k];
     if (k + 1 < levels) {
-      h = F::interpolate(
+      // Level k has size ceil(s / 2) below it, so the transposed conv's
+      // 2 h - 1 + output_padding reaches s with output_padding in {0, 1}.
+      const auto& up = upsample_[k];
+      h = F::conv_transpose2d(
           h,
-          F::InterpolateFuncOptions()
-              .size(std::vector<int64_t>{skip.size(2), skip.size(3)})
-              .mode(torch::kNearest));
-      h = upsample_[k](h);
+          up->weight,
+          F::ConvTranspose2dFuncOptions()
+              .bias(up->bias)
+              .stride(2)
+              .padding(1)
+              .output_padding(std::vector<int64_t>{
+                  skip.size(2) - (2 * h.size(2) - 1),
+                  skip.size(3) - (2 * h.size(3) - 1)}));
     }
     auto& level = up_[k];
     for (size_t b = 0; b < level.blocks.size(); ++b) {

@@ -8,10 +8,17 @@
 /// skip connections between the matching levels of the two paths.
 ///
 /// Level i works at spatial size ceil(H / 2^i) x ceil(W / 2^i): downsampling
-/// is a 3x3 convolution with stride 2 and padding 1, and upsampling resizes
-/// (nearest) to the exact size of the matching skip tensor before a 3x3
-/// convolution, so odd sizes such as 28 -> 14 -> 7 -> 4 -> 7 -> 14 -> 28 or
-/// 13 -> 7 -> 4 -> 7 -> 13 round-trip.
+/// is a 3x3 convolution with stride 2 and padding 1, and upsampling a 3x3
+/// transposed convolution with stride 2, padding 1 and an output padding of
+/// 0 or 1 picked per call so that the result has exactly the size of the
+/// matching skip tensor (2 h - 1 + p = s): odd sizes such as
+/// 28 -> 14 -> 7 -> 4 -> 7 -> 14 -> 28 or 13 -> 7 -> 4 -> 7 -> 13 round-trip.
+/// The transposed convolution also maps the channels of level i + 1 to those
+/// of level i, so the up path works at the narrower width.
+///
+/// The default (channels {16, 32, 64}, about 0.5M parameters) is sized for
+/// MNIST on a CPU; the score-SDE tutorial's setting is Fourier time features
+/// with `marginal_std` set to the VE SDE's sigma_t.
 
 #include <sbgm/nets/embedding.h>
 #include <torch/nn/module.h>
@@ -54,8 +61,9 @@ struct UNetOptions {
   TORCH_ARG(int64_t, in_channels);
   /// Feature channels at each level (one level per entry; level i works at
   /// 1/2^i of the input size). Each must be divisible by `groups`.
-  /// Default: {32, 64, 128}.
-  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>{32, 64, 128};
+  /// Default: {16, 32, 64} (one training step at batch 32 on 28x28 takes
+  /// about 0.2 s on one CPU core; {32, 64, 128} is about 3x slower).
+  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>{16, 32, 64};
   /// Residual blocks per level on each path. Default: 1.
   TORCH_ARG(int64_t, num_res_blocks) = 1;
   /// Groups of every GroupNorm. Default: 8.
@@ -151,7 +159,8 @@ class UNetImpl : public torch::nn::Module {
   torch::nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};
   torch::nn::GroupNorm norm_out_{nullptr};
   std::vector<Level> down_, up_;  // up_[i] is level i of the up path
-  std::vector<torch::nn::Conv2d> downsample_, upsample_;
+  std::vector<torch::nn::Conv2d> downsample_;
+  std::vector<torch::nn::ConvTranspose2d> upsample_;
   UNetResBlock mid1_{nullptr}, mid2_{nullptr};
   UNetAttention mid_attn_{nullptr};
 };
