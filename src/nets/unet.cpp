@@ -1,0 +1,325 @@
+#include "sbgm/nets/unet.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/conv.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "internal.h"
+
+namespace sbgm {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1) {
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
+}
+
+torch::nn::Conv2d conv1x1(int64_t in, int64_t out) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1));
+}
+
+torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
+  TORCH_CHECK(
+      groups > 0 && channels % groups == 0,
+      "UNet: GroupNorm groups (",
+      groups,
+      ") must divide the channel count ",
+      channels);
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels));
+}
+
+}  // namespace
+
+// ---- residual block ---------------------------------------------------------
+
+UNetResBlockImpl::UNetResBlockImpl(
+    int64_t in_channels,
+    int64_t out_channels,
+    int64_t time_dim,
+    int64_t groups,
+    double dropout) {
+  norm1_ = register_module("norm1", group_norm(groups, in_channels));
+  conv1_ = register_module("conv1", conv3x3(in_channels, out_channels));
+  time_proj_ =
+      register_module("time_proj", torch::nn::Linear(time_dim, out_channels));
+  norm2_ = register_module("norm2", group_norm(groups, out_channels));
+  dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
+  conv2_ = register_module("conv2", conv3x3(out_channels, out_channels));
+  if (in_channels != out_channels) {
+    skip_ = register_module("skip", conv1x1(in_channels, out_channels));
+  }
+}
+
+torch::Tensor UNetResBlockImpl::forward(
+    const torch::Tensor& x, const torch::Tensor& emb) {
+  auto h = conv1_(F::silu(norm1_(x)));
+  h = h + time_proj_(emb).unsqueeze(-1).unsqueeze(-1);
+  h = conv2_(dropout_(F::silu(norm2_(h))));
+  return h + (skip_ ? skip_(x) : x);
+}
+
+// ---- attention --------------------------------------------------------------
+
+UNetAttentionImpl::UNetAttentionImpl(int64_t channels, int64_t groups) {
+  norm_ = register_module("norm", group_norm(groups, channels));
+  qkv_ = register_module("qkv", conv1x1(channels, 3 * channels));
+  proj_ = register_module("proj", conv1x1(channels, channels));
+}
+
+torch::Tensor UNetAttentionImpl::forward(const torch::Tensor& x) {
+  const auto n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  // reshape (not view): channels-last inputs are not contiguous in NCHW.
+  auto qkv = qkv_(norm_(x)).reshape({n, 3, c, h * w});
+  auto q = qkv.select(1, 0), k = qkv.select(1, 1), v = qkv.select(1, 2);
+  // weights[n, i, j] = softmax_j(q_i . k_j / sqrt(c))
+  auto weights = torch::softmax(
+      torch::bmm(q.transpose(1, 2), k) / std::sqrt(static_cast<double>(c)), -1);
+  auto out = torch::bmm(v, weights.transpose(1, 2)).reshape({n, c, h, w});
+  return x + proj_(out);
+}
+
+// ---- U-Net ------------------------------------------------------------------
+
+UNetImpl::UNetImpl(const UNetOptions& options_) : options(options_) {
+  reset();
+}
+
+void UNetImpl::reset() {
+  const auto& o = options;
+  const auto& ch = o.channels();
+  TORCH_CHECK(
+      o.in_channels() > 0,
+      "UNet: in_channels must be positive, got ",
+      o.in_channels());
+  TORCH_CHECK(!ch.empty(), "UNet: channels must have at least one level");
+  for (size_t i = 0; i < ch.size(); ++i) {
+    TORCH_CHECK(
+        ch[i] > 0, "UNet: channels[", i, "] must be positive, got ", ch[i]);
+    TORCH_CHECK(
+        o.groups() > 0 && ch[i] % o.groups() == 0,
+        "UNet: groups (",
+        o.groups(),
+        ") must divide channels[",
+        i,
+        "] = ",
+        ch[i]);
+  }
+  TORCH_CHECK(
+      o.num_res_blocks() >= 1,
+      "UNet: num_res_blocks must be at least 1, got ",
+      o.num_res_blocks());
+  TORCH_CHECK(
+      o.dropout() >= 0.0 && o.dropout() < 1.0,
+      "UNet: dropout must be in [0, 1), got ",
+      o.dropout());
+  TORCH_CHECK(
+      o.time_dim() > 0, "UNet: time_dim must be positive, got ", o.time_dim());
+  const auto levels = static_cast<int64_t>(ch.size());
+  for (auto a : o.attention_levels()) {
+    TORCH_CHECK(
+        a >= 0 && a < levels,
+        "UNet: attention level ",
+        a,
+        " is out of range for ",
+        levels,
+        " levels");
+  }
+
+  down_.clear();
+  up_.clear();
+  downsample_.clear();
+  upsample_.clear();
+
+  const auto td = o.time_dim();
+  embed_ = register_module(
+      "embed",
+      TimeEmbedding(TimeEmbeddingOptions(o.time_embedding(), td)
+                        .num_timesteps(o.num_timesteps())
+                        .fourier_scale(o.fourier_scale())
+                        .time_scale(o.time_scale())));
+  time_fc1_ = register_module("time_fc1", torch::nn::Linear(td, td));
+  time_fc2_ = register_module("time_fc2", torch::nn::Linear(td, td));
+  conv_in_ = register_module("conv_in", conv3x3(o.in_channels(), ch[0]));
+
+  auto has_attn = [&](int64_t level) {
+    const auto& al = o.attention_levels();
+    return std::find(al.begin(), al.end(), level) != al.end();
+  };
+  auto name = [](const char* prefix, int64_t i, int64_t j) {
+    return std::string(prefix) + std::to_string(i) + "_" + std::to_string(j);
+  };
+
+  int64_t c_prev = ch[0];
+  for (int64_t i = 0; i < levels; ++i) {
+    Level level;
+    for (int64_t b = 0; b < o.num_res_blocks(); ++b) {
+      level.blocks.push_back(register_module(
+          name("down_block", i, b),
+          UNetResBlock(c_prev, ch[i], td, o.groups(), o.dropout())));
+      c_prev = ch[i];
+      if (has_attn(i)) {
+        level.attn.push_back(register_module(
+            name("down_attn", i, b), UNetAttention(ch[i], o.groups())));
+      }
+    }
+    down_.push_back(std::move(level));
+    if (i + 1 < levels) {
+      downsample_.push_back(register_module(
+          "downsample" + std::to_string(i), conv3x3(ch[i], ch[i], 2)));
+    }
+  }
+
+  const auto c_mid = ch.back();
+  mid1_ = register_module(
+      "mid1", UNetResBlock(c_mid, c_mid, td, o.groups(), o.dropout()));
+  if (o.mid_attention()) {
+    mid_attn_ = register_module("mid_attn", UNetAttention(c_mid, o.groups()));
+  }
+  mid2_ = register_module(
+      "mid2", UNetResBlock(c_mid, c_mid, td, o.groups(), o.dropout()));
+
+  // Up path, built from the bottom level to the top; stored by level index.
+  up_.resize(static_cast<size_t>(levels));
+  upsample_.assign(
+      static_cast<size_t>(levels), torch::nn::ConvTranspose2d(nullptr));
+  c_prev = c_mid;
+  for (int64_t i = levels - 1; i >= 0; --i) {
+    if (i + 1 < levels) {
+      // 3x3, stride 2, padding 1; the output padding (0 or 1) is chosen in
+      // forward so that the output has the skip tensor's size.
+      upsample_[i] = register_module(
+          "upsample" + std::to_string(i),
+          torch::nn::ConvTranspose2d(
+              torch::nn::ConvTranspose2dOptions(c_prev, ch[i], 3)
+                  .stride(2)
+                  .padding(1)));
+      c_prev = ch[i];
+    }
+    Level& level = up_[static_cast<size_t>(i)];
+    for (int64_t b = 0; b < o.num_res_blocks(); ++b) {
+      // The first block takes the skip tensor concatenated to the input.
+      const auto c_in = b == 0 ? c_prev + ch[i] : ch[i];
+      level.blocks.push_back(register_module(
+          name("up_block", i, b),
+          UNetResBlock(c_in, ch[i], td, o.groups(), o.dropout())));
+      if (has_attn(i)) {
+        level.attn.push_back(register_module(
+            name("up_attn", i, b), UNetAttention(ch[i], o.groups())));
+      }
+    }
+    c_prev = ch[i];
+  }
+
+  norm_out_ = register_module("norm_out", group_norm(o.groups(), ch[0]));
+  conv_out_ = register_module("conv_out", conv3x3(ch[0], o.in_channels()));
+}
+
+torch::Tensor UNetImpl::forward(
+    const torch::Tensor& x, const torch::Tensor& t) {
+  const char* where = "UNet";
+  detail::check_floating(x, "x", where);
+  TORCH_CHECK(
+      x.dim() == 4,
+      "UNet: x must be [N, C, H, W], got shape ",
+      detail::shape_str(x));
+  TORCH_CHECK(
+      x.size(1) == options.in_channels(),
+      "UNet: x has ",
+      x.size(1),
+      " channels but the net was built for in_channels = ",
+      options.in_channels());
+  TORCH_CHECK(
+      x.size(0) > 0 && x.size(2) > 0 && x.size(3) > 0,
+      "UNet: x must be non-empty, got shape ",
+      detail::shape_str(x));
+  TORCH_CHECK(t.defined(), "UNet: t is an undefined tensor");
+  TORCH_CHECK(
+      t.dim() == 0 || (t.dim() == 1 && t.size(0) == x.size(0)),
+      "UNet: t must be 0-dim or have one entry per sample, got shape ",
+      detail::shape_str(t),
+      " for a batch of ",
+      x.size(0));
+  detail::check_same_device(t, "t", x, "x", where);
+
+  const auto n = x.size(0);
+  auto tt = t.dim() == 0 ? t.expand({n}) : t;
+  if (options.time_embedding() == TimeEmbeddingKind::Learned) {
+    TORCH_CHECK(
+        !tt.is_floating_point(),
+        "UNet: a learned time embedding takes integer step indices, got t "
+        "of dtype ",
+        tt.scalar_type());
+  } else if (!tt.is_floating_point()) {
+    tt = tt.to(x.scalar_type());
+  }
+  auto emb = time_fc2_(F::silu(time_fc1_(embed_(tt))));
+
+  auto h = conv_in_(x);
+  std::vector<torch::Tensor> skips;
+  const auto levels = down_.size();
+  for (size_t i = 0; i < levels; ++i) {
+    auto& level = down_[i];
+    for (size_t b = 0; b < level.blocks.size(); ++b) {
+      h = level.blocks[b](h, emb);
+      if (!level.attn.empty()) {
+        h = level.attn[b](h);
+      }
+    }
+    skips.push_back(h);
+    if (i + 1 < levels) {
+      h = downsample_[i](h);
+    }
+  }
+
+  h = mid1_(h, emb);
+  if (mid_attn_) {
+    h = mid_attn_(h);
+  }
+  h = mid2_(h, emb);
+
+  for (size_t k = levels; k-- > 0;) {
+    const auto& skip = skips[k];
+    if (k + 1 < levels) {
+      // Level k has size ceil(s / 2) below it, so the transposed conv's
+      // 2 h - 1 + output_padding reaches s with output_padding in {0, 1}.
+      const auto& up = upsample_[k];
+      h = F::conv_transpose2d(
+          h,
+          up->weight,
+          F::ConvTranspose2dFuncOptions()
+              .bias(up->bias)
+              .stride(2)
+              .padding(1)
+              .output_padding(std::vector<int64_t>{
+                  skip.size(2) - (2 * h.size(2) - 1),
+                  skip.size(3) - (2 * h.size(3) - 1)}));
+    }
+    auto& level = up_[k];
+    for (size_t b = 0; b < level.blocks.size(); ++b) {
+      h = level.blocks[b](b == 0 ? torch::cat({h, skip}, 1) : h, emb);
+      if (!level.attn.empty()) {
+        h = level.attn[b](h);
+      }
+    }
+  }
+
+  auto out = conv_out_(F::silu(norm_out_(h)));
+  if (options.marginal_std()) {
+    auto s = options.marginal_std()(t);
+    TORCH_CHECK(
+        s.defined() && (s.dim() == 0 || (s.dim() == 1 && s.size(0) == n)),
+        "UNet: marginal_std(t) must return a 0-dim tensor or one value per "
+        "sample, got shape ",
+        s.defined() ? detail::shape_str(s) : std::string("undefined"));
+    out = out / detail::batch_view(s.to(out.scalar_type()), out);
+  }
+  return out;
+}
+
+}  // namespace sbgm
