@@ -1,0 +1,527 @@
+// Every sampler on exact scores: a 2-D Gaussian mixture whose perturbed
+// marginals (VP, VE, sub-VP, the DDPM chain) are again mixtures with a
+// closed-form score and eps.
+
+#include <cmath>
+
+#include "sbgm/gmm.h"
+#include "sbgm/metrics/distances.h"
+#include "sbgm/samplers/ancestral.h"
+#include "sbgm/samplers/ode.h"
+#include "sbgm/samplers/sde_samplers.h"
+#include "sbgm/schedule.h"
+#include "sbgm/sde.h"
+#include "support.h"
+
+namespace ss = sbgm::samplers;
+using sbgm::GaussianMixture;
+using sbgm::Prediction;
+
+namespace {
+
+constexpr int64_t kN = 2000;  // samples per check
+
+GaussianMixture mixture() {
+  return GaussianMixture(
+      torch::tensor({0.2, 0.3, 0.5}, torch::kDouble),
+      torch::tensor({{-2.0, 0.0}, {2.0, 0.0}, {0.0, 2.5}}, torch::kDouble),
+      torch::tensor({0.3, 0.4, 0.35}, torch::kDouble));
+}
+
+/// The data mixture perturbed by x = m x0 + s z: what a sampler that stops
+/// at t = eps targets.
+GaussianMixture perturbed(const GaussianMixture& g, double m, double s) {
+  return GaussianMixture(
+      g.weights(), g.means() * m, (g.stds() * m).square().add(s * s).sqrt());
+}
+
+torch::Generator gen(uint64_t seed) {
+  return torch::make_generator<torch::CPUGeneratorImpl>(seed);
+}
+
+/// Mean, covariance and weights within Monte-Carlo error (plus a small
+/// allowance `bias` for the sampler's discretization), and MMD^2 against
+/// exact samples below a threshold from the spread of MMD^2 between exact
+/// sample sets.
+void check_samples(
+    const torch::Tensor& samples,
+    const GaussianMixture& target,
+    double bias = 0.0) {
+  ASSERT_EQ(samples.sizes(), (std::vector<int64_t>{kN, 2}));
+  auto x = samples.to(torch::kDouble);
+  const double n = static_cast<double>(kN);
+  // Mean: 4 standard errors.
+  auto mean = x.mean(0);
+  auto se_mean = (target.covariance().diagonal() / n).sqrt();
+  auto err_mean = (mean - target.mean()).abs();
+  EXPECT_TRUE((err_mean <= 4 * se_mean + bias).all().item<bool>())
+      << "mean " << mean << " vs " << target.mean();
+  // Covariance: 5 standard errors of each entry (estimated from the samples).
+  auto xc = x - target.mean();
+  for (int64_t i = 0; i < 2; ++i) {
+    for (int64_t j = 0; j < 2; ++j) {
+      auto prod = xc.select(1, i) * xc.select(1, j);
+      double est = prod.mean().item<double>() -
+                   (mean[i] - target.mean()[i]).item<double>() *
+                       (mean[j] - target.mean()[j]).item<double>();
+      double se = prod.std().item<double>() / std::sqrt(n);
+      double ref = target.covariance()[i][j].item<double>();
+      EXPECT_NEAR(est, ref, 5 * se + bias) << "cov[" << i << "][" << j << "]";
+    }
+  }
+  // Weights: assign each sample to the nearest mean; 4 binomial errors.
+  auto d = torch::cdist(x, target.means());
+  auto comp = d.argmin(1);
+  for (int64_t k = 0; k < target.num_components(); ++k) {
+    double w = target.weights()[k].item<double>();
+    double frac = (comp == k).to(torch::kDouble).mean().item<double>();
+    EXPECT_NEAR(frac, w, 4 * std::sqrt(w * (1 - w) / n) + bias)
+        << "weight of component " << k;
+  }
+  // MMD^2 (unbiased) against exact samples; threshold from 4 null draws.
+  auto ref = target.sample(kN, gen(1000), torch::kDouble);
+  double null_max = 0;
+  for (uint64_t r = 0; r < 4; ++r) {
+    auto a = target.sample(kN, gen(2000 + r), torch::kDouble);
+    auto b = target.sample(kN, gen(3000 + r), torch::kDouble);
+    null_max = std::max(
+        null_max, std::abs(sbgm::metrics::mmd_rbf(a, b).item<double>()));
+  }
+  double mmd = sbgm::metrics::mmd_rbf(x, ref).item<double>();
+  EXPECT_LT(mmd, 4 * null_max + bias * 0.1) << "null max " << null_max;
+}
+
+std::shared_ptr<sbgm::SDE> make_sde(const std::string& name) {
+  if (name == "vp")
+    return std::make_shared<sbgm::VPSDE>();
+  if (name == "subvp")
+    return std::make_shared<sbgm::SubVPSDE>();
+  return std::make_shared<sbgm::VESDE>(25.0);
+}
+
+GaussianMixture target_at_eps(const sbgm::SDE& sde, double eps) {
+  return perturbed(mixture(), sde.mean_coeff(eps), sde.std(eps));
+}
+
+ss::CommonOptions common(uint64_t seed) {
+  return ss::CommonOptions().generator(gen(seed)).dtype(torch::kDouble);
+}
+
+}  // namespace
+
+// ---- discrete samplers ------------------------------------------------------
+
+TEST(Samplers, DDPMAncestralBothVariances) {
+  auto sched = sbgm::Schedule::linear(1000);
+  auto g = mixture();
+  auto model = g.schedule_model(sched, Prediction::Epsilon);
+  auto r = ss::ddpm(model, sched, {kN, 2}, {}, common(1));
+  EXPECT_EQ(r.nfe, 1000);
+  check_samples(r.samples, g);
+  // A score model under the ancestral sampler, posterior variance.
+  auto score_model = g.schedule_model(sched, Prediction::Score);
+  auto r2 = ss::ddpm(
+      score_model,
+      sched,
+      {kN, 2},
+      ss::DDPMOptions().variance(ss::DDPMVariance::Posterior),
+      common(2));
+  check_samples(r2.samples, g);
+}
+
+TEST(Samplers, DDPMClippingKeepsSamplesInRange) {
+  auto sched = sbgm::Schedule::linear(200);
+  auto g = mixture();
+  auto model = g.schedule_model(sched, Prediction::X0);
+  auto r = ss::ddpm(
+      model,
+      sched,
+      {500, 2},
+      ss::DDPMOptions().clip_x0(true).clip_range(1.0),
+      common(3));
+  // The last step returns clip(x0) exactly (coef1 = 1, coef2 = 0 at t = 0).
+  EXPECT_LE(r.samples.abs().max().item<double>(), 1.0 + 1e-12);
+}
+
+TEST(Samplers, DDIMDeterministicAndStochastic) {
+  auto sched = sbgm::Schedule::linear(1000);
+  auto g = mixture();
+  auto model = g.schedule_model(sched, Prediction::Epsilon);
+  auto r0 = ss::ddim(
+      model, sched, {kN, 2}, ss::DDIMOptions().num_steps(100), common(4));
+  EXPECT_EQ(r0.nfe, 100);
+  check_samples(r0.samples, g, 0.02);
+  auto r1 = ss::ddim(
+      model,
+      sched,
+      {kN, 2},
+      ss::DDIMOptions().num_steps(200).eta(1.0),
+      common(5));
+  check_samples(r1.samples, g, 0.02);
+  // eta = 0 is deterministic given the start.
+  auto x_init = torch::randn({10, 2}, torch::kDouble);
+  auto a = ss::ddim(
+      model,
+      sched,
+      {10, 2},
+      ss::DDIMOptions().num_steps(20),
+      ss::CommonOptions().x_init(x_init).generator(gen(1)));
+  auto b = ss::ddim(
+      model,
+      sched,
+      {10, 2},
+      ss::DDIMOptions().num_steps(20),
+      ss::CommonOptions().x_init(x_init).generator(gen(2)));
+  EXPECT_TRUE(torch::equal(a.samples, b.samples));
+}
+
+TEST(Samplers, DDIMTimestepSubsets) {
+  using V = std::vector<int64_t>;
+  // round(i (T-1) / (S-1)), worked out by hand.
+  EXPECT_EQ(ss::ddim_timesteps(10, 4), (V{0, 3, 6, 9}));
+  EXPECT_EQ(ss::ddim_timesteps(10, 3), (V{0, 5, 9}));  // 4.5 rounds up
+  EXPECT_EQ(ss::ddim_timesteps(10, 10), (V{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(ss::ddim_timesteps(10, 1), (V{9}));
+  EXPECT_EQ(ss::ddim_timesteps(10, 2), (V{0, 9}));
+  EXPECT_EQ(ss::ddim_timesteps(1000, 7), (V{0, 167, 333, 500, 666, 833, 999}));
+  EXPECT_EQ(ss::ddim_timesteps(7, 5), (V{0, 2, 3, 5, 6}));  // 1.5, 4.5 up
+  // Distinct and in range for every step count.
+  for (int64_t s = 1; s <= 100; ++s) {
+    auto tau = ss::ddim_timesteps(100, s);
+    ASSERT_EQ(static_cast<int64_t>(tau.size()), s);
+    EXPECT_EQ(tau.back(), 99);
+    for (size_t i = 1; i < tau.size(); ++i) {
+      EXPECT_LT(tau[i - 1], tau[i]);
+    }
+  }
+}
+
+// ---- continuous samplers ----------------------------------------------------
+
+class SDESamplers : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SDESamplers, EulerMaruyama) {
+  auto sde = make_sde(GetParam());
+  auto g = mixture();
+  // An eps model under the SDE sampler exercises the conversion.
+  auto model = g.sde_model(sde, Prediction::Epsilon);
+  auto r = ss::euler_maruyama(
+      model,
+      *sde,
+      {kN, 2},
+      ss::EulerMaruyamaOptions().num_steps(1000),
+      common(6));
+  EXPECT_EQ(r.nfe, 1000);
+  check_samples(r.samples, target_at_eps(*sde, sde->default_eps()), 0.02);
+}
+
+TEST_P(SDESamplers, PredictorCorrector) {
+  auto sde = make_sde(GetParam());
+  auto g = mixture();
+  auto model = g.sde_model(sde, Prediction::Score);
+  auto r = ss::predictor_corrector(
+      model,
+      *sde,
+      {kN, 2},
+      ss::PredictorCorrectorOptions().num_steps(500),
+      common(7));
+  EXPECT_EQ(r.nfe, 1000);
+  check_samples(r.samples, target_at_eps(*sde, sde->default_eps()), 0.02);
+  auto r2 = ss::predictor_corrector(
+      model,
+      *sde,
+      {kN, 2},
+      ss::PredictorCorrectorOptions()
+          .num_steps(500)
+          .predictor(ss::Predictor::EulerMaruyama)
+          .corrector_steps(2)
+          .snr(0.1),
+      common(8));
+  EXPECT_EQ(r2.nfe, 1500);
+  check_samples(r2.samples, target_at_eps(*sde, sde->default_eps()), 0.02);
+}
+
+TEST_P(SDESamplers, ProbabilityFlowODE) {
+  auto sde = make_sde(GetParam());
+  auto g = mixture();
+  auto model = g.sde_model(sde, Prediction::Score);
+  auto target = target_at_eps(*sde, sde->default_eps());
+  auto heun = ss::ode(
+      model,
+      *sde,
+      {kN, 2},
+      ss::ODEOptions().method(ss::ODEMethod::Heun).num_steps(200),
+      common(9));
+  EXPECT_EQ(heun.nfe, 400);
+  check_samples(heun.samples, target, 0.02);
+  auto rk = ss::ode(
+      model, *sde, {kN, 2}, ss::ODEOptions().rtol(1e-5).atol(1e-5), common(9));
+  check_samples(rk.samples, target, 0.02);
+  // Same start: the two solvers agree closely.
+  EXPECT_LT(sbgm::test::max_abs_diff(heun.samples, rk.samples), 0.05);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kinds,
+    SDESamplers,
+    ::testing::Values("vp", "ve", "subvp"),
+    [](const auto& info) { return info.param; });
+
+TEST(Samplers, EulerMaruyamaWeakOrderOne) {
+  // 1-D Gaussian data N(0, 0.5^2) under VP: E[x_eps^2] = m^2 0.25 + s^2.
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  GaussianMixture g(
+      torch::ones({1}, torch::kDouble),
+      torch::zeros({1, 1}, torch::kDouble),
+      torch::full({1}, 0.5, torch::kDouble));
+  auto model = g.sde_model(sde, Prediction::Score);
+  const double eps = 1e-3;
+  const double exact =
+      std::pow(sde->mean_coeff(eps) * 0.5, 2) + std::pow(sde->std(eps), 2);
+  std::vector<double> steps{10, 20, 40};
+  std::vector<double> err;
+  for (double n : steps) {
+    auto r = ss::euler_maruyama(
+        model,
+        *sde,
+        {1000000, 1},
+        ss::EulerMaruyamaOptions()
+            .num_steps(static_cast<int64_t>(n))
+            .eps(eps)
+            .denoise(false),
+        common(11));
+    err.push_back(std::abs(r.samples.square().mean().item<double>() - exact));
+  }
+  const double slope1 = std::log(err[0] / err[1]) / std::log(2.0);
+  const double slope2 = std::log(err[1] / err[2]) / std::log(2.0);
+  EXPECT_NEAR(slope1, 1.0, 0.25) << err[0] << " " << err[1] << " " << err[2];
+  EXPECT_NEAR(slope2, 1.0, 0.25) << err[0] << " " << err[1] << " " << err[2];
+}
+
+TEST(Samplers, SameSeedSameSamplesTrajectoryAndProgress) {
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  auto model = mixture().sde_model(sde);
+  auto opts = ss::EulerMaruyamaOptions().num_steps(10);
+  auto a = ss::euler_maruyama(model, *sde, {64, 2}, opts, common(5));
+  auto b = ss::euler_maruyama(model, *sde, {64, 2}, opts, common(5));
+  auto c = ss::euler_maruyama(model, *sde, {64, 2}, opts, common(6));
+  EXPECT_TRUE(torch::equal(a.samples, b.samples));
+  EXPECT_FALSE(torch::equal(a.samples, c.samples));
+  std::vector<std::pair<int64_t, int64_t>> calls;
+  auto r = ss::euler_maruyama(
+      model,
+      *sde,
+      {64, 2},
+      opts,
+      common(5).trajectory_every(3).progress(
+          [&](int64_t s, int64_t t) { calls.emplace_back(s, t); }));
+  // Start, steps 3, 6, 9, and the end (step 10).
+  ASSERT_EQ(r.trajectory.size(), 5u);
+  EXPECT_TRUE(torch::equal(r.trajectory.back(), r.samples));
+  EXPECT_TRUE(torch::equal(r.samples, a.samples));
+  ASSERT_EQ(calls.size(), 10u);
+  EXPECT_EQ(calls.front(), std::make_pair<int64_t, int64_t>(1, 10));
+  EXPECT_EQ(calls.back(), std::make_pair<int64_t, int64_t>(10, 10));
+}
+
+// ---- likelihood -------------------------------------------------------------
+
+TEST(Likelihood, GaussianDataMatchesClosedForm) {
+  // Data N(mu, 0.6^2 I) in 3-D under VP: p_eps is N(m mu, (m^2 0.36 + s^2) I).
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  auto mu = torch::tensor({{0.5, -1.0, 0.2}}, torch::kDouble);
+  GaussianMixture g(
+      torch::ones({1}, torch::kDouble),
+      mu,
+      torch::full({1}, 0.6, torch::kDouble));
+  auto model = g.sde_model(sde, Prediction::Epsilon);
+  auto x = g.sample(16, gen(21), torch::kDouble);
+  const double eps = 1e-3;
+  auto exact = g.log_prob(x, sde->mean_coeff(eps), sde->std(eps));
+  auto opts = ss::LikelihoodOptions().ode(
+      ss::ODEOptions().rtol(1e-7).atol(1e-7).eps(eps));
+  auto r = ss::log_likelihood(model, *sde, x, opts, common(22));
+  // The drift is linear with Jacobian c(t) I: Rademacher probes are exact.
+  EXPECT_TRUE(sbgm::test::all_close(r.log_prob, exact, 0, 1e-4));
+  EXPECT_GT(r.nfe, 0);
+  // Bits per dim: -log p / (D ln 2) (+ 7 for 8-bit data in [-1, 1]).
+  EXPECT_TRUE(sbgm::test::all_close(
+      r.bits_per_dim, -exact / (3 * std::log(2.0)), 0, 1e-4));
+  auto r8 = ss::log_likelihood(model, *sde, x, opts.num_bits(8), common(22));
+  EXPECT_TRUE(sbgm::test::all_close(
+      r8.bits_per_dim, -exact / (3 * std::log(2.0)) + 7.0, 0, 1e-4));
+  // Heun agrees too.
+  auto rh = ss::log_likelihood(
+      model,
+      *sde,
+      x,
+      ss::LikelihoodOptions().ode(
+          ss::ODEOptions().method(ss::ODEMethod::Heun).num_steps(200).eps(eps)),
+      common(22));
+  EXPECT_TRUE(sbgm::test::all_close(rh.log_prob, exact, 0, 2e-3));
+}
+
+TEST(Likelihood, GaussianProbesAreUnbiased) {
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  auto g = mixture();
+  auto model = g.sde_model(sde, Prediction::Score);
+  auto x = g.sample(256, gen(31), torch::kDouble);
+  const double eps = 1e-3;
+  auto exact = g.log_prob(x, sde->mean_coeff(eps), sde->std(eps));
+  auto r = ss::log_likelihood(
+      model,
+      *sde,
+      x,
+      ss::LikelihoodOptions()
+          .probe(ss::Probe::Gaussian)
+          .ode(ss::ODEOptions().rtol(1e-5).atol(1e-5).eps(eps)),
+      common(32));
+  auto diff = r.log_prob - exact;
+  double m = diff.mean().item<double>();
+  double se = diff.std().item<double>() / std::sqrt(256.0);
+  EXPECT_LT(std::abs(m), 4 * se + 1e-3) << "mean error " << m << " se " << se;
+}
+
+// ---- bad input --------------------------------------------------------------
+
+TEST(SamplersErrors, BadInput) {
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  auto sched = sbgm::Schedule::linear(10);
+  auto g = mixture();
+  auto cont = g.sde_model(sde);
+  auto disc = g.schedule_model(sched);
+  EXPECT_THROW_MSG(
+      ss::ddim(disc, sched, {4, 2}, ss::DDIMOptions().num_steps(0)),
+      "num_steps must lie in [1, T]");
+  EXPECT_THROW_MSG(
+      ss::ddim(disc, sched, {4, 2}, ss::DDIMOptions().num_steps(11)),
+      "num_steps must lie in [1, T]");
+  EXPECT_THROW_MSG(ss::ddim_timesteps(0, 1), "num_timesteps must be >= 1");
+  EXPECT_THROW_MSG(
+      ss::ddim(disc, sched, {4, 2}, ss::DDIMOptions().eta(-1)),
+      "eta must be finite and >= 0");
+  EXPECT_THROW_MSG(
+      ss::ddpm(
+          disc, sched, {4, 2}, ss::DDPMOptions().clip_x0(true).clip_range(0)),
+      "clip_range must be finite and > 0");
+  EXPECT_THROW_MSG(
+      ss::euler_maruyama(
+          cont, *sde, {4, 2}, ss::EulerMaruyamaOptions().num_steps(0)),
+      "num_steps must be >= 1");
+  for (double e : {0.0, 1.0, -0.1, 1.5}) {
+    EXPECT_THROW_MSG(
+        ss::euler_maruyama(
+            cont, *sde, {4, 2}, ss::EulerMaruyamaOptions().eps(e)),
+        "eps must lie in (0, 1)");
+    EXPECT_THROW_MSG(
+        ss::ode(cont, *sde, {4, 2}, ss::ODEOptions().eps(e)),
+        "eps must lie in (0, 1)");
+  }
+  EXPECT_THROW_MSG(ss::ddpm(disc, sched, {}), "at least one dimension");
+  EXPECT_THROW_MSG(ss::ddpm(disc, sched, {0, 2}), "every size in shape");
+  EXPECT_THROW_MSG(
+      ss::ddpm(
+          disc,
+          sched,
+          {4, 2},
+          {},
+          ss::CommonOptions().x_init(torch::zeros({3, 2}))),
+      "x_init has shape");
+  EXPECT_THROW_MSG(
+      ss::ddpm(
+          disc, sched, {4, 2}, {}, ss::CommonOptions().dtype(torch::kLong)),
+      "dtype must be floating point");
+  EXPECT_THROW_MSG(
+      ss::ddpm(
+          disc, sched, {4, 2}, {}, ss::CommonOptions().trajectory_every(-1)),
+      "trajectory_every must be >= 0");
+  // The mixture model refuses data of the wrong dimension.
+  EXPECT_THROW_MSG(
+      ss::euler_maruyama(cont, *sde, {4, 3}), "x must have shape [N, 2]");
+  EXPECT_THROW_MSG(
+      ss::predictor_corrector(
+          cont, *sde, {4, 2}, ss::PredictorCorrectorOptions().snr(0)),
+      "snr must be finite and > 0");
+  EXPECT_THROW_MSG(
+      ss::predictor_corrector(
+          cont,
+          *sde,
+          {4, 2},
+          ss::PredictorCorrectorOptions().corrector_steps(-1)),
+      "corrector_steps must be >= 0");
+  EXPECT_THROW_MSG(
+      ss::ode(cont, *sde, {4, 2}, ss::ODEOptions().rtol(0)),
+      "rtol and atol must be > 0");
+  EXPECT_THROW_MSG(
+      ss::ode(cont, *sde, {4, 2}, ss::ODEOptions().max_steps(0)),
+      "max_steps must be >= 1");
+  EXPECT_THROW_MSG(
+      ss::ode(
+          cont,
+          *sde,
+          {4, 2},
+          ss::ODEOptions().max_steps(2).rtol(1e-9).atol(1e-9)),
+      "did not reach");
+  auto x = torch::randn({4, 2}, torch::kDouble);
+  EXPECT_THROW_MSG(
+      ss::log_likelihood(cont, *sde, x, ss::LikelihoodOptions().num_bits(-1)),
+      "num_bits must be >= 0");
+  EXPECT_THROW_MSG(
+      ss::log_likelihood(cont, *sde, x, ss::LikelihoodOptions().data_width(0)),
+      "data_width must be finite and > 0");
+  EXPECT_THROW_MSG(
+      ss::log_likelihood(cont, *sde, torch::ones({4, 2}, torch::kLong)),
+      "floating-point");
+}
+
+TEST(SamplersErrors, BadModelOutput) {
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  auto sched = sbgm::Schedule::linear(10);
+  sbgm::Model wrong_shape(
+      [](const torch::Tensor& x, const torch::Tensor&) {
+        return x.slice(1, 0, 1).clone();
+      },
+      Prediction::Score);
+  EXPECT_THROW_MSG(
+      ss::euler_maruyama(wrong_shape, *sde, {4, 2}),
+      "the model returned shape");
+  EXPECT_THROW_MSG(
+      ss::ddpm(wrong_shape, sched, {4, 2}), "the model returned shape");
+  sbgm::Model nan_model(
+      [](const torch::Tensor& x, const torch::Tensor&) {
+        return torch::full_like(x, NAN);
+      },
+      Prediction::Epsilon);
+  const char* msg = "the model produced non-finite values";
+  EXPECT_THROW_MSG(ss::ddpm(nan_model, sched, {4, 2}), msg);
+  EXPECT_THROW_MSG(
+      ss::ddim(nan_model, sched, {4, 2}, ss::DDIMOptions().num_steps(5)), msg);
+  EXPECT_THROW_MSG(
+      ss::euler_maruyama(
+          nan_model, *sde, {4, 2}, ss::EulerMaruyamaOptions().num_steps(5)),
+      msg);
+  EXPECT_THROW_MSG(
+      ss::predictor_corrector(
+          nan_model,
+          *sde,
+          {4, 2},
+          ss::PredictorCorrectorOptions().num_steps(5)),
+      msg);
+  EXPECT_THROW_MSG(ss::ode(nan_model, *sde, {4, 2}), msg);
+  EXPECT_THROW_MSG(
+      ss::ode(
+          nan_model,
+          *sde,
+          {4, 2},
+          ss::ODEOptions().method(ss::ODEMethod::Heun).num_steps(5)),
+      msg);
+  // Trajectory record points check too.
+  EXPECT_THROW_MSG(
+      ss::euler_maruyama(
+          nan_model,
+          *sde,
+          {4, 2},
+          ss::EulerMaruyamaOptions().num_steps(5),
+          ss::CommonOptions().trajectory_every(1)),
+      msg);
+}
