@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "internal.h"
+#include "../internal.h"
 
 namespace sbgm::metrics {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "internal.h"
+#include "../internal.h"
 #include "sbgm/samplers/common.h"
 
 namespace sbgm::samplers::detail {
