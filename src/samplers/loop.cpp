@@ -59,6 +59,19 @@ torch::Tensor noise_like(
   return torch::randn(x.sizes(), g, x.options());
 }
 
+void fill_normal(
+    torch::Tensor& buf,
+    const torch::Tensor& x,
+    const std::optional<torch::Generator>& gen) {
+  if (!buf.defined() || buf.sizes() != x.sizes() ||
+      buf.scalar_type() != x.scalar_type() || buf.device() != x.device()) {
+    buf = torch::empty_like(x, torch::MemoryFormat::Contiguous);
+  }
+  auto g = gen ? c10::optional<torch::Generator>(*gen)
+               : c10::optional<torch::Generator>();
+  buf.normal_(0.0, 1.0, g);
+}
+
 void check_finite(const torch::Tensor& x, const char* where) {
   TORCH_CHECK(
       x.isfinite().all().item<bool>(),

@@ -25,6 +25,13 @@ torch::Tensor initial_state(
 torch::Tensor noise_like(
     const torch::Tensor& x, const std::optional<torch::Generator>& gen);
 
+/// Fills `buf` (re-allocated like x when missing or of another shape, dtype
+/// or device) with N(0, I) noise from the generator, in place.
+void fill_normal(
+    torch::Tensor& buf,
+    const torch::Tensor& x,
+    const std::optional<torch::Generator>& gen);
+
 /// Throws unless every value of x is finite (one device sync).
 void check_finite(const torch::Tensor& x, const char* where);
 

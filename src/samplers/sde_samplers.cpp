@@ -49,6 +49,79 @@ torch::Tensor score_at(
 
 }  // namespace detail
 
+EulerMaruyamaSampler::EulerMaruyamaSampler(
+    Model model,
+    const SDE& sde,
+    const EulerMaruyamaOptions& options,
+    std::optional<torch::Generator> generator)
+    : model_(std::move(model)), generator_(std::move(generator)) {
+  const char* where = "EulerMaruyamaSampler";
+  detail::check_steps(options.num_steps(), where);
+  const double eps = detail::resolve_eps(options.eps(), sde, where);
+  const int64_t n = options.num_steps();
+  const double h = (1.0 - eps) / static_cast<double>(n);
+  const auto un = static_cast<size_t>(n);
+  for (auto* v : {&t_, &c_x_, &c_out_, &c_noise_}) {
+    v->resize(un);
+  }
+  const Prediction p = model_.prediction();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<size_t>(i);
+    const double t = 1.0 - static_cast<double>(i) * h;
+    const double g2h = std::pow(sde.diffusion(t), 2) * h;
+    const double m = sde.mean_coeff(t);
+    const double s = sde.std(t);
+    // x <- (1 - a h) x + g^2 h score, score = out (Score), -out / s
+    // (Epsilon) or (m out - x) / s^2 (X0).
+    t_[k] = t;
+    c_x_[k] = 1.0 - sde.drift_coeff(t) * h;
+    switch (p) {
+      case Prediction::Score:
+        c_out_[k] = g2h;
+        break;
+      case Prediction::Epsilon:
+        c_out_[k] = -g2h / s;
+        break;
+      case Prediction::X0:
+        c_x_[k] -= g2h / (s * s);
+        c_out_[k] = g2h * m / (s * s);
+        break;
+    }
+    const bool quiet = options.denoise() && i == n - 1;
+    c_noise_[k] = quiet ? 0.0 : std::sqrt(g2h);
+  }
+}
+
+double EulerMaruyamaSampler::time(int64_t i) const {
+  TORCH_CHECK(
+      i >= 0 && i < num_steps(),
+      "EulerMaruyamaSampler: step must lie in [0, ",
+      num_steps(),
+      "), got ",
+      i);
+  return t_[static_cast<size_t>(i)];
+}
+
+void EulerMaruyamaSampler::step(torch::Tensor& x, int64_t i) {
+  const double t = time(i);
+  const auto k = static_cast<size_t>(i);
+  c10::InferenceMode guard;
+  if (!tbuf_.defined() || tbuf_.size(0) != x.size(0) ||
+      tbuf_.scalar_type() != x.scalar_type() || tbuf_.device() != x.device()) {
+    tbuf_ = torch::empty({x.size(0)}, x.options());
+  }
+  tbuf_.fill_(t);
+  auto out = model_(x, tbuf_);
+  if (out.data_ptr() == x.data_ptr()) {
+    out = out.clone();  // the model handed back x itself
+  }
+  x.mul_(c_x_[k]).add_(out, c_out_[k]);
+  if (c_noise_[k] > 0.0) {
+    detail::fill_normal(noise_, x, generator_);
+    x.add_(noise_, c_noise_[k]);
+  }
+}
+
 SampleResult euler_maruyama(
     const Model& model,
     const SDE& sde,
@@ -57,23 +130,15 @@ SampleResult euler_maruyama(
     const CommonOptions& common) {
   const char* where = "euler_maruyama";
   detail::check_steps(options.num_steps(), where);
-  const double eps = detail::resolve_eps(options.eps(), sde, where);
+  detail::resolve_eps(options.eps(), sde, where);
+  EulerMaruyamaSampler sampler(model, sde, options, common.generator());
   c10::InferenceMode guard;
   auto x = detail::initial_state(shape, sde.prior_std(), common, where);
   const int64_t n = options.num_steps();
-  const double h = (1.0 - eps) / static_cast<double>(n);
   detail::Loop loop(common, n, where);
   loop.start(x);
-  torch::Tensor tbuf;
   for (int64_t i = 0; i < n; ++i) {
-    const double t = 1.0 - static_cast<double>(i) * h;
-    const double g = sde.diffusion(t);
-    auto score = detail::score_at(model, sde, x, t, tbuf);
-    // x <- x (1 - a h) + g^2 h score [+ g sqrt(h) z]
-    x.mul_(1.0 - sde.drift_coeff(t) * h).add_(score, g * g * h);
-    if (!(options.denoise() && i == n - 1)) {
-      x.add_(detail::noise_like(x, common.generator()), g * std::sqrt(h));
-    }
+    sampler.step(x, i);
     loop.step(i + 1, x);
   }
   return loop.finish(x, n);

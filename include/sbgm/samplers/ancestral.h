@@ -9,6 +9,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "sbgm/model.h"
@@ -40,6 +41,48 @@ struct DDPMOptions {
   TORCH_ARG(double, clip_range) = 1.0;
 };
 
+/// One ancestral step at a time, with every per-step coefficient precomputed
+/// on the host (multiplying by a double costs no device sync). This is what
+/// ddpm() runs; benchmarks time `step` directly.
+///
+/// Example:
+/// ```
+/// sbgm::samplers::DDPMSampler s(model, schedule, {}, gen);
+/// c10::InferenceMode guard;
+/// auto x = torch::randn({n, 2});
+/// for (int64_t t = s.num_timesteps() - 1; t >= 0; --t) s.step(x, t);
+/// ```
+class DDPMSampler {
+ public:
+  DDPMSampler(
+      Model model,
+      const Schedule& schedule,
+      const DDPMOptions& options = {},
+      std::optional<torch::Generator> generator = std::nullopt);
+
+  int64_t num_timesteps() const {
+    return static_cast<int64_t>(c_x_.size());
+  }
+
+  /// x_t -> x_{t-1} in place (one model evaluation; noise unless t = 0):
+  /// x <- x / sqrt(alpha_t) - beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t))
+  /// eps + sigma_t z, the conversion of the model's output folded into the
+  /// coefficients (model call + three in-place kernels + one noise draw).
+  /// Runs under its own c10::InferenceMode; x must not
+  /// require grad. Reuses internal buffers, so one object serves one thread.
+  void step(torch::Tensor& x, int64_t t);
+
+ private:
+  Model model_;
+  DDPMOptions options_;
+  std::optional<torch::Generator> generator_;
+  // Per step t, with the model's output `out` folded in whatever it
+  // predicts: x <- c_x_t x + c_out_t out (+ sigma_t z); with clipping
+  // x <- c2_t x + c1_t clip(x0), x0 = x0_x_t x + x0_out_t out.
+  std::vector<double> c_x_, c_out_, sigma_, x0_x_, x0_out_, c1_, c2_;
+  torch::Tensor tbuf_, noise_;
+};
+
 /// Ancestral sampling (Ho et al. 2020, Algorithm 2), t = T-1 .. 0 from
 /// x_T ~ N(0, I):
 ///   x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t)
@@ -61,7 +104,8 @@ struct DDIMOptions {
   /// eta = 0: deterministic DDIM; eta = 1: the DDPM posterior variance on
   /// the subset. Default: 0.
   TORCH_ARG(double, eta) = 0.0;
-  /// Clip the predicted x0 to [-clip_range, clip_range]. Default: false.
+  /// Clip the predicted x0 to [-clip_range, clip_range] (and step with the
+  /// eps consistent with the clipped x0). Default: false.
   TORCH_ARG(bool, clip_x0) = false;
   /// Default: 1.
   TORCH_ARG(double, clip_range) = 1.0;
