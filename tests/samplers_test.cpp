@@ -81,16 +81,18 @@ void check_samples(
     EXPECT_NEAR(frac, w, 4 * std::sqrt(w * (1 - w) / n) + bias)
         << "weight of component " << k;
   }
-  // MMD^2 (unbiased) against exact samples; threshold from 4 null draws.
-  auto ref = target.sample(N, gen(1000), torch::kDouble);
+  // MMD^2 (unbiased, first 1000 samples) against exact samples; threshold
+  // from 3 null draws.
+  const int64_t M = std::min<int64_t>(N, 1000);
+  auto ref = target.sample(M, gen(1000), torch::kDouble);
   double null_max = 0;
-  for (uint64_t r = 0; r < 4; ++r) {
-    auto a = target.sample(N, gen(2000 + r), torch::kDouble);
-    auto b = target.sample(N, gen(3000 + r), torch::kDouble);
+  for (uint64_t r = 0; r < 3; ++r) {
+    auto a = target.sample(M, gen(2000 + r), torch::kDouble);
+    auto b = target.sample(M, gen(3000 + r), torch::kDouble);
     null_max = std::max(
         null_max, std::abs(sbgm::metrics::mmd_rbf(a, b).item<double>()));
   }
-  double mmd = sbgm::metrics::mmd_rbf(x, ref).item<double>();
+  double mmd = sbgm::metrics::mmd_rbf(x.slice(0, 0, M), ref).item<double>();
   EXPECT_LT(mmd, 4 * null_max + bias * 0.1) << "null max " << null_max;
 }
 
@@ -115,11 +117,11 @@ ss::CommonOptions common(uint64_t seed) {
 // ---- discrete samplers ------------------------------------------------------
 
 TEST(Samplers, DDPMAncestralBothVariances) {
-  auto sched = sbgm::Schedule::linear(1000);
+  auto sched = sbgm::Schedule::linear(500);
   auto g = mixture();
   auto model = g.schedule_model(sched, Prediction::Epsilon);
   auto r = ss::ddpm(model, sched, {kN, 2}, {}, common(1));
-  EXPECT_EQ(r.nfe, 1000);
+  EXPECT_EQ(r.nfe, 500);
   check_samples(r.samples, g);
   // A score model under the ancestral sampler, posterior variance.
   auto score_model = g.schedule_model(sched, Prediction::Score);
@@ -212,9 +214,9 @@ TEST_P(SDESamplers, EulerMaruyama) {
       model,
       *sde,
       {kN, 2},
-      ss::EulerMaruyamaOptions().num_steps(1000),
+      ss::EulerMaruyamaOptions().num_steps(500),
       common(6));
-  EXPECT_EQ(r.nfe, 1000);
+  EXPECT_EQ(r.nfe, 500);
   check_samples(r.samples, target_at_eps(*sde, sde->default_eps()), 0.02);
 }
 
@@ -226,39 +228,48 @@ TEST_P(SDESamplers, PredictorCorrector) {
       model,
       *sde,
       {kN, 2},
-      ss::PredictorCorrectorOptions().num_steps(500),
+      ss::PredictorCorrectorOptions().num_steps(250),
       common(7));
-  EXPECT_EQ(r.nfe, 1000);
+  EXPECT_EQ(r.nfe, 500);
   check_samples(r.samples, target_at_eps(*sde, sde->default_eps()), 0.02);
   auto r2 = ss::predictor_corrector(
       model,
       *sde,
       {kN, 2},
       ss::PredictorCorrectorOptions()
-          .num_steps(500)
+          .num_steps(250)
           .predictor(ss::Predictor::EulerMaruyama)
           .corrector_steps(2)
           .snr(0.1),
       common(8));
-  EXPECT_EQ(r2.nfe, 1500);
+  EXPECT_EQ(r2.nfe, 750);
   check_samples(r2.samples, target_at_eps(*sde, sde->default_eps()), 0.02);
 }
 
 TEST_P(SDESamplers, ProbabilityFlowODE) {
+  // The ODE is a deterministic map, so it carries any mismatch between the
+  // prior and the true marginal at t = 1 to the end (large for VE, whose
+  // prior ignores the data's spread); start it from the exact p_1.
   auto sde = make_sde(GetParam());
   auto g = mixture();
   auto model = g.sde_model(sde, Prediction::Score);
   auto target = target_at_eps(*sde, sde->default_eps());
+  auto x1 = perturbed(g, sde->mean_coeff(1.0), sde->std(1.0))
+                .sample(kN, gen(90), torch::kDouble);
   auto heun = ss::ode(
       model,
       *sde,
       {kN, 2},
-      ss::ODEOptions().method(ss::ODEMethod::Heun).num_steps(200),
-      common(9));
-  EXPECT_EQ(heun.nfe, 400);
+      ss::ODEOptions().method(ss::ODEMethod::Heun).num_steps(100),
+      common(9).x_init(x1));
+  EXPECT_EQ(heun.nfe, 200);
   check_samples(heun.samples, target, 0.02);
   auto rk = ss::ode(
-      model, *sde, {kN, 2}, ss::ODEOptions().rtol(1e-5).atol(1e-5), common(9));
+      model,
+      *sde,
+      {kN, 2},
+      ss::ODEOptions().rtol(1e-5).atol(1e-5),
+      common(9).x_init(x1));
   check_samples(rk.samples, target, 0.02);
   // Same start: the two solvers agree closely.
   EXPECT_LT(sbgm::test::max_abs_diff(heun.samples, rk.samples), 0.05);
@@ -437,15 +448,15 @@ TEST(Samplers, GaussianInEightDimensions) {
   auto em = ss::euler_maruyama(
       model,
       *sde,
-      {3000, 8},
-      ss::EulerMaruyamaOptions().num_steps(500).eps(eps),
+      {2000, 8},
+      ss::EulerMaruyamaOptions().num_steps(200).eps(eps),
       common(51));
   check_samples(em.samples, target, 0.03);
   auto sched = sbgm::Schedule::linear(500);
   auto ddim = ss::ddim(
       g.schedule_model(sched),
       sched,
-      {3000, 8},
+      {2000, 8},
       ss::DDIMOptions().num_steps(50),
       common(52));
   check_samples(ddim.samples, g, 0.03);
@@ -468,6 +479,12 @@ TEST(Likelihood, GaussianDataMatchesClosedForm) {
   auto opts = ss::LikelihoodOptions().ode(
       ss::ODEOptions().rtol(1e-7).atol(1e-7).eps(eps));
   auto r = ss::log_likelihood(model, *sde, x, opts, common(22));
+  // log p_eps(x) = log p_1(x(1)) + int div F: the estimate uses the prior
+  // N(0, I) for p_1, the exact marginal at t = 1 differs slightly (its mean
+  // m(1) mu); swap the one for the other in the reference.
+  auto z = r.prior_sample;
+  exact = exact + sde->prior_log_prob(z) -
+          g.log_prob(z, sde->mean_coeff(1.0), sde->std(1.0));
   // The drift is linear with Jacobian c(t) I: Rademacher probes are exact.
   EXPECT_TRUE(sbgm::test::all_close(r.log_prob, exact, 0, 1e-4));
   EXPECT_GT(r.nfe, 0);
@@ -632,7 +649,7 @@ TEST(SamplersErrors, BadModelOutput) {
           nan_model,
           *sde,
           {4, 2},
-          ss::PredictorCorrectorOptions().num_steps(5)),
+          ss::PredictorCorrectorOptions().num_steps(50)),
       msg);
   EXPECT_THROW_MSG(ss::ode(nan_model, *sde, {4, 2}), msg);
   EXPECT_THROW_MSG(

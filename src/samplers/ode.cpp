@@ -112,6 +112,11 @@ int64_t dopri5(
   {
     const double d0 = scaled_rms(y, y, y, rtol, atol).item<double>();
     const double d1 = scaled_rms(k1, y, y, rtol, atol).item<double>();
+    TORCH_CHECK(
+        std::isfinite(d0) && std::isfinite(d1),
+        where,
+        ": the model produced non-finite values (NaN or Inf) at t = ",
+        t0);
     h = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
     h = std::min(h, span);
   }
