@@ -462,6 +462,29 @@ TEST(Samplers, GaussianInEightDimensions) {
   check_samples(ddim.samples, g, 0.03);
 }
 
+TEST(Samplers, EulerMaruyamaSamplerStepsLikeTheDriver) {
+  auto sde = std::make_shared<sbgm::VPSDE>();
+  auto model = mixture().sde_model(sde, Prediction::Epsilon);
+  auto opts = ss::EulerMaruyamaOptions().num_steps(20);
+  auto x0 = torch::randn({32, 2}, torch::kDouble);
+  auto ref =
+      ss::euler_maruyama(model, *sde, {32, 2}, opts, common(61).x_init(x0));
+  ss::EulerMaruyamaSampler sampler(model, *sde, opts, gen(61));
+  EXPECT_EQ(sampler.num_steps(), 20);
+  EXPECT_DOUBLE_EQ(sampler.time(0), 1.0);
+  EXPECT_NEAR(sampler.time(19), 1.0 - 19 * (1.0 - 1e-3) / 20, 1e-15);
+  auto x = x0.clone();
+  for (int64_t i = 0; i < sampler.num_steps(); ++i) {
+    sampler.step(x, i);
+  }
+  EXPECT_TRUE(torch::equal(x, ref.samples));
+  EXPECT_THROW_MSG(sampler.step(x, 20), "step must lie in [0, 20)");
+  EXPECT_THROW_MSG(
+      ss::EulerMaruyamaSampler(
+          model, *sde, ss::EulerMaruyamaOptions().num_steps(0)),
+      "num_steps must be >= 1");
+}
+
 // ---- likelihood -------------------------------------------------------------
 
 TEST(Likelihood, GaussianDataMatchesClosedForm) {
