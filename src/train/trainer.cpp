@@ -1,7 +1,5 @@
 #include "sbgm/train/trainer.h"
 
-#include <torch/optim/adam.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,6 +20,7 @@
 #endif
 
 #include "internal.h"
+#include "sbgm/optim/flat_adam.h"
 #include "sbgm/train/checkpoint.h"
 
 namespace sbgm {
@@ -81,8 +80,8 @@ class ProgressBar {
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
     const double left = it_per_s > 0
-        ? static_cast<double>(total_ - step) / it_per_s
-        : std::nan("");
+                            ? static_cast<double>(total_ - step) / it_per_s
+                            : std::nan("");
     std::fprintf(
         stderr,
         "\r[%s] %lld/%lld  loss %s  %.1f it/s  left %s   ",
@@ -159,8 +158,14 @@ Trainer::Trainer(
         std::isfinite(o.lr()) && o.lr() > 0.0,
         "Trainer: lr must be > 0, got ",
         o.lr());
-    optimizer_ = std::make_shared<torch::optim::Adam>(
-        module_->parameters(), torch::optim::AdamOptions(o.lr()));
+    optimizer_ = std::make_shared<FlatAdam>(
+        module_->parameters(), FlatAdamOptions(o.lr()));
+  }
+  flat_ = std::dynamic_pointer_cast<FlatAdam>(optimizer_);
+  if (flat_ && o.grad_clip() > 0) {
+    // Clipping fused into the optimizer step.
+    static_cast<FlatAdamOptions&>(flat_->param_groups().at(0).options())
+        .max_grad_norm(o.grad_clip());
   }
   for (auto& group : optimizer_->param_groups()) {
     base_lr_.push_back(group.options().get_lr());
@@ -210,7 +215,8 @@ TrainLogEntry Trainer::run() {
     }
   }
 
-  const bool bar_on = o.progress() == ProgressMode::On ||
+  const bool bar_on =
+      o.progress() == ProgressMode::On ||
       (o.progress() == ProgressMode::Auto && SBGM_ISATTY(SBGM_FILENO(stderr)));
   ProgressBar bar(bar_on, o.steps());
 
@@ -225,8 +231,8 @@ TrainLogEntry Trainer::run() {
 
   auto current_lr = [&]() {
     return optimizer_->param_groups().empty()
-        ? 0.0
-        : optimizer_->param_groups()[0].options().get_lr();
+               ? 0.0
+               : optimizer_->param_groups()[0].options().get_lr();
   };
 
   while (step_ < o.steps()) {
@@ -237,7 +243,11 @@ TrainLogEntry Trainer::run() {
         groups[i].options().set_lr(base_lr_[i] * f);
       }
     }
-    optimizer_->zero_grad();
+    if (flat_) {
+      flat_->zero_flat_grad();
+    } else {
+      optimizer_->zero_grad();
+    }
     auto loss = loss_(step_);
     TORCH_CHECK(
         loss.defined() && loss.numel() == 1,
@@ -252,15 +262,19 @@ TrainLogEntry Trainer::run() {
         " does not require grad (is it built from the module's output?)");
     loss.backward();
 
-    // Global gradient norm and clipping, all on the device.
+    // Global gradient norm and clipping, all on the device; FlatAdam with
+    // max_grad_norm > 0 does both inside its step.
+    const bool fused = flat_ && static_cast<const FlatAdamOptions&>(
+                                    flat_->param_groups().at(0).options())
+                                        .max_grad_norm() > 0;
     std::vector<torch::Tensor> grads;
     for (auto& p : params) {
-      if (p.grad().defined()) {
+      if (!fused && p.grad().defined()) {
         grads.push_back(p.grad());
       }
     }
     torch::Tensor gnorm;
-    {
+    if (!fused) {
       torch::NoGradGuard no_grad;
       if (grads.empty()) {
         gnorm = torch::zeros({}, loss.options().requires_grad(false));
@@ -280,6 +294,9 @@ TrainLogEntry Trainer::run() {
       }
     }
     optimizer_->step();
+    if (fused) {
+      gnorm = flat_->last_grad_norm();
+    }
     if (ema_) {
       ema_->update(*module_);
     }
@@ -294,18 +311,19 @@ TrainLogEntry Trainer::run() {
     ++window;
 
     const bool log_now = step_ % o.log_every() == 0 || step_ == o.steps();
-    const bool ckpt_now = !ckpt.empty() &&
+    const bool ckpt_now =
+        !ckpt.empty() &&
         ((o.checkpoint_every() > 0 && step_ % o.checkpoint_every() == 0) ||
          step_ == o.steps());
     const double elapsed = seconds_since(t0);
-    const double rate = elapsed > 0
-        ? static_cast<double>(step_ - first_step) / elapsed
-        : 0.0;
+    const double rate =
+        elapsed > 0 ? static_cast<double>(step_ - first_step) / elapsed : 0.0;
     if (log_now || ckpt_now) {
       // The one host sync of the window.
       const double mean_loss =
           loss_acc.item<double>() / static_cast<double>(window);
-      const double mean_gn = gn_acc.item<double>() / static_cast<double>(window);
+      const double mean_gn =
+          gn_acc.item<double>() / static_cast<double>(window);
       if (!std::isfinite(mean_loss) || !std::isfinite(mean_gn)) {
         bar.finish();
         std::ostringstream where;
@@ -335,9 +353,8 @@ TrainLogEntry Trainer::run() {
         shown_loss = mean_loss;
         if (csv.is_open()) {
           csv << last.step << ',' << std::setprecision(8) << last.loss << ','
-              << last.grad_norm << ',' << last.lr << ','
-              << std::setprecision(6) << last.it_per_s << ','
-              << last.elapsed_s << '\n'
+              << last.grad_norm << ',' << last.lr << ',' << std::setprecision(6)
+              << last.it_per_s << ',' << last.elapsed_s << '\n'
               << std::flush;
         }
         if (on_log_) {

@@ -20,6 +20,8 @@
 
 namespace sbgm {
 
+class FlatAdam;
+
 /// When to draw the progress bar.
 enum class ProgressMode {
   /// Only when stderr is a terminal.
@@ -41,11 +43,13 @@ struct TrainerOptions {
   explicit TrainerOptions(int64_t steps);
   /// Total optimizer steps (a resumed run stops at the same total).
   TORCH_ARG(int64_t, steps);
-  /// Learning rate of the default Adam optimizer (used only when no
-  /// optimizer is given). Default: 1e-3.
+  /// Learning rate of the default optimizer, sbgm::FlatAdam (Adam over one
+  /// flat buffer; used only when no optimizer is given). Default: 1e-3.
   TORCH_ARG(double, lr) = 1e-3;
   /// Clip the global L2 norm of the gradients to this value (computed on
-  /// the device, no host sync); <= 0 disables. Default: 1.0.
+  /// the device, no host sync); <= 0 disables. With a FlatAdam optimizer
+  /// the trainer sets its max_grad_norm to this value (> 0 only) and the
+  /// clipping is fused into the optimizer step. Default: 1.0.
   TORCH_ARG(double, grad_clip) = 1.0;
   /// Linear learning-rate warm-up: lr * min(1, (step + 1) / lr_warmup)
   /// on every parameter group; 0 disables. Default: 0.
@@ -99,8 +103,8 @@ using LossFn = std::function<torch::Tensor(int64_t step)>;
 /// generator must restore that itself.
 class Trainer {
  public:
-  /// Trains `module` with `optimizer` (shared; null: Adam(lr) on the
-  /// module's parameters).
+  /// Trains `module` with `optimizer` (shared; null: FlatAdam(lr) on the
+  /// module's parameters; build the module on its device first).
   Trainer(
       std::shared_ptr<torch::nn::Module> module,
       LossFn loss,
@@ -157,6 +161,7 @@ class Trainer {
   LossFn loss_;
   TrainerOptions options_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<FlatAdam> flat_;  // optimizer_ when it is a FlatAdam
   std::unique_ptr<EMA> ema_;
   std::vector<double> base_lr_;
   int64_t step_ = 0;
