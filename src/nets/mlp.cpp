@@ -128,9 +128,9 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
   auto h = x;
   for (size_t l = 0; l < layers->size(); ++l) {
     h = layers[l]->as<torch::nn::Linear>()->forward(h);
-    torch::Tensor e = learned
-        ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
-        : embeddings[l]->as<torch::nn::Linear>()->forward(shared);
+    torch::Tensor e =
+        learned ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
+                : embeddings[l]->as<torch::nn::Linear>()->forward(shared);
     h = apply_activation(o.activation(), h + e);
   }
   return out->forward(h);

@@ -289,8 +289,8 @@ void save_checkpoint(
         at::detail::getDefaultCPUGenerator().get_state(),
         /*is_buffer=*/true);
     const int64_t n = torch::cuda::is_available()
-        ? static_cast<int64_t>(torch::cuda::device_count())
-        : 0;
+                          ? static_cast<int64_t>(torch::cuda::device_count())
+                          : 0;
     archive.write("rng_cuda_count", c10::IValue(n));
     for (int64_t i = 0; i < n; ++i) {
       auto gen = at::globalContext().defaultGenerator(

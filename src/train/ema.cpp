@@ -23,8 +23,8 @@ EMA::EMA(const torch::nn::Module& module, double decay, bool warmup)
   }
 }
 
-void EMA::check_module(const torch::nn::Module& module, const char* where)
-    const {
+void EMA::check_module(
+    const torch::nn::Module& module, const char* where) const {
   auto params = module.named_parameters(/*recurse=*/true);
   TORCH_CHECK(
       params.size() == shadow_.size(),

@@ -32,7 +32,9 @@ class EMA {
  public:
   /// Starts the average at the module's current parameters. decay in [0, 1].
   explicit EMA(
-      const torch::nn::Module& module, double decay = 0.999, bool warmup = true);
+      const torch::nn::Module& module,
+      double decay = 0.999,
+      bool warmup = true);
 
   /// One update with the module's current parameters (same structure as at
   /// construction; checked).
