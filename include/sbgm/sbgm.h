@@ -16,6 +16,7 @@
 #include "sbgm/model.h"
 #include "sbgm/nets/embedding.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/nets/mlp_fused.h"
 #include "sbgm/nets/unet.h"
 #include "sbgm/optim/flat_adam.h"
 #include "sbgm/samplers/ancestral.h"

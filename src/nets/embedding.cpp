@@ -34,8 +34,7 @@ TimeEmbeddingKind time_embedding_kind_from_string(const std::string& name) {
       "' (expected learned, sinusoidal or fourier)");
 }
 
-TimeEmbeddingOptions::TimeEmbeddingOptions(
-    TimeEmbeddingKind kind, int64_t dim)
+TimeEmbeddingOptions::TimeEmbeddingOptions(TimeEmbeddingKind kind, int64_t dim)
     : kind_(kind), dim_(dim) {}
 
 TimeEmbeddingImpl::TimeEmbeddingImpl(const TimeEmbeddingOptions& options_)
@@ -95,7 +94,7 @@ torch::Tensor TimeEmbeddingImpl::forward(const torch::Tensor& t_in) {
   auto t = t_in.reshape({-1});
   const auto& o = options;
   const bool integer = !t.is_floating_point() && !t.is_complex() &&
-      t.scalar_type() != torch::kBool;
+                       t.scalar_type() != torch::kBool;
   if (o.kind() == TimeEmbeddingKind::Learned) {
     TORCH_CHECK(
         integer,
@@ -124,8 +123,9 @@ torch::Tensor TimeEmbeddingImpl::forward(const torch::Tensor& t_in) {
       t.scalar_type());
   const int64_t half = o.dim() / 2;
   if (o.kind() == TimeEmbeddingKind::Sinusoidal) {
-    auto dtype = integer ? torch::typeMetaToScalarType(torch::get_default_dtype())
-                         : t.scalar_type();
+    auto dtype = integer
+                     ? torch::typeMetaToScalarType(torch::get_default_dtype())
+                     : t.scalar_type();
     auto tf = t.to(dtype) * o.time_scale();
     auto freqs = torch::exp(
         torch::arange(half, tf.options()) *
@@ -133,7 +133,8 @@ torch::Tensor TimeEmbeddingImpl::forward(const torch::Tensor& t_in) {
     auto args = tf.unsqueeze(1) * freqs.unsqueeze(0);
     return torch::cat({torch::sin(args), torch::cos(args)}, 1);
   }
-  detail::check_same_device(t, "t", W, "the Fourier frequencies W", "TimeEmbedding");
+  detail::check_same_device(
+      t, "t", W, "the Fourier frequencies W", "TimeEmbedding");
   auto tf = t.to(W.scalar_type()) * o.time_scale();
   auto args = tf.unsqueeze(1) * (W * (2.0 * M_PI)).unsqueeze(0);
   return torch::cat({torch::sin(args), torch::cos(args)}, 1);

@@ -255,12 +255,21 @@ TrainLogEntry Trainer::run() {
         loss.defined() ? detail::shape_str(loss) : std::string("(undefined)"),
         " at step ",
         step_);
-    TORCH_CHECK(
-        loss.requires_grad(),
-        "Trainer: the loss at step ",
-        step_,
-        " does not require grad (is it built from the module's output?)");
-    loss.backward();
+    if (o.loss_fn_computes_grads()) {
+      TORCH_CHECK(
+          !loss.requires_grad(),
+          "Trainer: loss_fn_computes_grads is set but the loss at step ",
+          step_,
+          " requires grad (return it detached, with the gradients already "
+          "accumulated)");
+    } else {
+      TORCH_CHECK(
+          loss.requires_grad(),
+          "Trainer: the loss at step ",
+          step_,
+          " does not require grad (is it built from the module's output?)");
+      loss.backward();
+    }
 
     // Global gradient norm and clipping, all on the device; FlatAdam with
     // max_grad_norm > 0 does both inside its step.

@@ -72,6 +72,10 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, checkpoint_every) = 0;
   /// Continue from checkpoint_path when that file exists. Default: true.
   TORCH_ARG(bool, resume) = true;
+  /// The loss function accumulates the gradients into the parameters'
+  /// grad() itself (e.g. with FusedMLPStep) and returns a loss that does not
+  /// require grad; the trainer then does not call backward(). Default: false.
+  TORCH_ARG(bool, loss_fn_computes_grads) = false;
   /// Progress bar on stderr: step, loss, it/s, time left. Default: Auto.
   TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
 };

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Times sbgm (sbgm-bench) and Python PyTorch (bench/peer.py, Debian's
+# python3-torch: the same LibTorch build) on the same workloads in one run,
+# one thread each, and prints a table with the ratios.
+#
+#   bench/compare_pytorch.sh [--threads K] [--iters N] [--workload a,b]
+#                            [--memory]
+# --memory also measures the peak resident memory of MNIST training (the
+# mnist_train workload of each side, the MNIST demo's loop) with /usr/bin/time.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+threads=1 iters=0 workload=all memory=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads=$2; shift 2 ;;
+    --iters) iters=$2; shift 2 ;;
+    --workload) workload=$2; shift 2 ;;
+    --memory) memory=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+build=${SBGM_BUILD_DIR:-$root/build}
+SBGM_EXTRA_PACKAGES="python3-torch time" SBGM_BUILD_DIR=$build \
+  SBGM_BUILD_TARGETS=sbgm-bench "$root/scripts/build.sh" >&2
+py=/usr/bin/python3  # Debian's python3-torch lives here, not in pyenv's
+export OMP_NUM_THREADS=$threads
+
+if [ "$workload" = all ]; then
+  workload=swiss_train,swiss_sample,mnist_train,mnist_sample
+fi
+declare -A sb py_us flops
+IFS=, read -r -a names <<<"$workload"
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+for w in "${names[@]}"; do
+  a=$("$build/bench/sbgm-bench" --workload "$w" --threads "$threads" --iters "$iters")
+  b=$("$py" "$root/bench/peer.py" --workload "$w" --threads "$threads" --iters "$iters")
+  echo "$a" >&2
+  echo "$b" >&2
+  sb[$w]=$(field us_per_step <<<"$a")
+  py_us[$w]=$(field us_per_step <<<"$b")
+  flops[$w]=$(field flops <<<"$a")
+done
+printf '\n%-14s %14s %14s %9s %12s\n' workload "pytorch us" "sbgm us" speedup "sbgm GFLOP/s"
+for w in "${names[@]}"; do
+  awk -v w="$w" -v p="${py_us[$w]}" -v s="${sb[$w]}" -v f="${flops[$w]}" \
+    'BEGIN { printf "%-14s %14.1f %14.1f %8.2fx %12.2f\n", w, p, s, p / s, f / s / 1e3 }'
+done
+
+if [ "$memory" = 1 ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  /usr/bin/time -f '%M' -o "$tmp/sbgm.rss" "$build/bench/sbgm-bench" \
+    --workload mnist_train --threads "$threads" --iters 50 >/dev/null
+  /usr/bin/time -f '%M' -o "$tmp/py.rss" "$py" "$root/bench/peer.py" \
+    --workload mnist_train --threads "$threads" --iters 50 >/dev/null
+  printf '\npeak RSS of 50 mnist_train steps: pytorch %d MiB, sbgm %d MiB\n' \
+    $(($(cat "$tmp/py.rss") / 1024)) $(($(cat "$tmp/sbgm.rss") / 1024))
+fi

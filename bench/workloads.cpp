@@ -1,0 +1,325 @@
+#include "workloads.h"
+
+#include <ATen/record_function.h>
+#include <sbgm/sbgm.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
+
+#include <atomic>
+#include <cmath>
+#include <memory>
+
+#ifdef SBGM_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace sbgm::bench {
+
+namespace {
+
+// The seed's swiss-roll set-up.
+constexpr int64_t kSeedT = 150;
+constexpr int64_t kSeedBatch = 128;
+constexpr int64_t kSeedPoints = 10000;
+constexpr int64_t kSamplePoints = 1000;
+// The MNIST demo's set-up.
+constexpr int64_t kMnistBatch = 32;
+constexpr int64_t kMnistSampleBatch = 64;
+constexpr int64_t kMnistSampleSteps = 500;
+constexpr double kSigma = 25.0;
+
+std::atomic<int64_t> g_flops{0};
+
+int64_t numel_of(c10::IntArrayRef s) {
+  int64_t n = 1;
+  for (auto v : s)
+    n *= v;
+  return n;
+}
+
+std::unique_ptr<at::ObserverContext> on_op(const at::RecordFunction& fn) {
+  const std::string name = fn.name();
+  const auto inputs = fn.inputs();
+  auto sizes = [&](size_t i) { return inputs[i].toTensor().sizes(); };
+  if (name == "aten::convolution" && inputs.size() >= 9) {
+    const auto x = sizes(0);
+    const auto w = sizes(1);
+    const bool transposed = inputs[6].toBool();
+    const auto stride = inputs[3].toIntVector();
+    const auto pad = inputs[4].toIntVector();
+    const auto dil = inputs[5].toIntVector();
+    const auto opad = inputs[7].toIntVector();
+    const int64_t groups = inputs[8].toInt();
+    int64_t out_spatial = 1, in_spatial = 1;
+    for (size_t d = 0; d + 2 < x.size(); ++d) {
+      const int64_t k = w[d + 2], h = x[d + 2];
+      in_spatial *= h;
+      out_spatial *=
+          transposed ? (h - 1) * stride[d] - 2 * pad[d] + dil[d] * (k - 1) +
+                           opad[d] + 1
+                     : (h + 2 * pad[d] - dil[d] * (k - 1) - 1) / stride[d] + 1;
+    }
+    // Each output (non-transposed) or input (transposed) position costs
+    // numel(w) / groups * ... multiply-adds: numel(w) covers Cout * Cin/g * k.
+    const int64_t kernel_macs = numel_of(w);
+    const int64_t positions = transposed ? in_spatial : out_spatial;
+    (void)groups;
+    g_flops += 2 * x[0] * positions * kernel_macs;
+  } else if (name == "aten::addmm" || name == "aten::mm") {
+    const size_t a = name == "aten::addmm" ? 1 : 0;
+    g_flops += 2 * sizes(a)[0] * sizes(a)[1] * sizes(a + 1)[1];
+  } else if (name == "aten::bmm" || name == "aten::baddbmm") {
+    const size_t a = name == "aten::bmm" ? 0 : 1;
+    g_flops += 2 * sizes(a)[0] * sizes(a)[1] * sizes(a)[2] * sizes(a + 1)[2];
+  }
+  return nullptr;
+}
+
+void sync_device(torch::Device device) {
+#ifdef SBGM_WITH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
+  }
+#else
+  (void)device;
+#endif
+}
+
+struct SeedSetup {
+  torch::Tensor data, sqrt_ab, sqrt_1mab;
+  Schedule schedule = Schedule::sigmoid(kSeedT, 1e-5, 5e-3);
+  MLP net{MLPOptions(2).num_timesteps(kSeedT)};
+};
+
+std::shared_ptr<SeedSetup> seed_setup(torch::Device device) {
+  auto s = std::make_shared<SeedSetup>();
+  auto gen = torch::make_generator<torch::CPUGeneratorImpl>(0);
+  s->data = data::make_swiss_roll(kSeedPoints, gen).to(device);
+  s->sqrt_ab = s->schedule.sqrt_alphas_cumprod().to(device, torch::kFloat);
+  s->sqrt_1mab =
+      s->schedule.sqrt_one_minus_alphas_cumprod().to(device, torch::kFloat);
+  s->schedule = s->schedule.to(device);
+  s->net->to(device);
+  return s;
+}
+
+// One batch of the seed's objective: x_t, t, eps (antithetic steps).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> seed_batch(
+    const SeedSetup& s) {
+  const auto dev = s.data.device();
+  const torch::Tensor idx = torch::randint(
+      kSeedPoints, {kSeedBatch}, torch::dtype(torch::kLong).device(dev));
+  const torch::Tensor x0 = s.data.index_select(0, idx);
+  const torch::Tensor half = torch::randint(
+      kSeedT, {kSeedBatch / 2}, torch::dtype(torch::kLong).device(dev));
+  const torch::Tensor t = torch::cat({half, (kSeedT - 1) - half});
+  const torch::Tensor e = torch::randn_like(x0);
+  const torch::Tensor xt = torch::addcmul(
+      x0 * s.sqrt_ab.index_select(0, t).unsqueeze(1),
+      e,
+      s.sqrt_1mab.index_select(0, t).unsqueeze(1));
+  return {xt, t, e};
+}
+
+Workload swiss_train(torch::Device device, const std::string& variant) {
+  auto s = seed_setup(device);
+  Workload w;
+  w.default_iters = 2000;
+  w.sync = [device] { sync_device(device); };
+  {
+    torch::NoGradGuard ng;
+    auto [xt, t, e] = seed_batch(*s);
+    w.flops = 3 * count_flops([&] { s->net->forward(xt, t); });
+  }
+  if (variant == "naive") {
+    auto opt = std::make_shared<torch::optim::Adam>(
+        s->net->parameters(), torch::optim::AdamOptions(1e-3));
+    w.step = [s, opt] {
+      auto [xt, t, e] = seed_batch(*s);
+      torch::Tensor loss = (s->net->forward(xt, t) - e).square().mean();
+      opt->zero_grad();
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(s->net->parameters(), 1.0);
+      opt->step();
+    };
+    return w;
+  }
+  auto opt = std::make_shared<FlatAdam>(
+      s->net->parameters(), FlatAdamOptions(1e-3).max_grad_norm(1.0));
+  if (variant == "flat") {
+    w.step = [s, opt] {
+      auto [xt, t, e] = seed_batch(*s);
+      torch::Tensor loss = (s->net->forward(xt, t) - e).square().mean();
+      opt->zero_flat_grad();
+      loss.backward();
+      opt->step();
+    };
+    return w;
+  }
+  auto fused = std::make_shared<FusedMLPStep>(s->net);
+  w.step = [s, opt, fused] {
+    auto [xt, t, e] = seed_batch(*s);
+    opt->zero_flat_grad();
+    (*fused)(xt, t, e);
+    opt->step();
+  };
+  return w;
+}
+
+Workload swiss_sample(torch::Device device, const std::string& variant) {
+  auto s = seed_setup(device);
+  Workload w;
+  w.default_iters = 40;
+  w.steps_per_call = kSeedT;
+  w.sync = [device] { sync_device(device); };
+  {
+    torch::NoGradGuard ng;
+    auto x = torch::randn({kSamplePoints, 2}, torch::device(device));
+    auto t = torch::zeros(
+        {kSamplePoints}, torch::dtype(torch::kLong).device(device));
+    w.flops = count_flops([&] { s->net->forward(x, t); });
+  }
+  Model model(s->net, Prediction::Epsilon);
+  if (variant == "naive") {
+    // The straightforward loop: coefficients read from the tables each step
+    // and a temporary for every operation.
+    w.step = [s, device] {
+      c10::InferenceMode guard;
+      torch::Tensor x = torch::randn({kSamplePoints, 2}, torch::device(device));
+      for (int64_t i = kSeedT - 1; i >= 0; --i) {
+        const torch::Tensor t = torch::full(
+            {kSamplePoints}, i, torch::dtype(torch::kLong).device(device));
+        const torch::Tensor eps = s->net->forward(x, t);
+        const double beta = s->schedule.beta(i);
+        const double coef = beta / std::sqrt(1 - s->schedule.alpha_bar(i));
+        x = (x - coef * eps) / std::sqrt(1 - beta);
+        if (i > 0)
+          x = x + std::sqrt(beta) * torch::randn_like(x);
+      }
+    };
+    return w;
+  }
+  auto sampler = std::make_shared<samplers::DDPMSampler>(model, s->schedule);
+  auto x = std::make_shared<torch::Tensor>();
+  w.step = [sampler, x, device] {
+    c10::InferenceMode guard;
+    *x = torch::randn({kSamplePoints, 2}, torch::device(device));
+    for (int64_t i = kSeedT - 1; i >= 0; --i)
+      sampler->step(*x, i);
+  };
+  return w;
+}
+
+UNet mnist_unet(const std::shared_ptr<VESDE>& sde) {
+  return UNet(UNetOptions(1).marginal_std(
+      [sde](const torch::Tensor& t) { return sde->std(t); }));
+}
+
+Workload mnist_train(torch::Device device, const std::string& variant) {
+  auto sde = std::make_shared<VESDE>(kSigma);
+  UNet net = mnist_unet(sde);
+  net->to(device);
+  auto images = torch::rand({kMnistBatch, 1, 28, 28}, torch::device(device));
+  Workload w;
+  w.default_iters = 30;
+  w.sync = [device] { sync_device(device); };
+  {
+    torch::NoGradGuard ng;
+    auto t = torch::rand({kMnistBatch}, torch::device(device));
+    w.flops = 3 * count_flops([&] { net->forward(images, t); });
+  }
+  Model model(net, Prediction::Score);
+  std::shared_ptr<torch::optim::Optimizer> opt;
+  if (variant == "naive") {
+    opt = std::make_shared<torch::optim::Adam>(
+        net->parameters(), torch::optim::AdamOptions(1e-3));
+  } else {
+    opt = std::make_shared<FlatAdam>(
+        net->parameters(), FlatAdamOptions(1e-3).max_grad_norm(1.0));
+  }
+  w.step = [net, model, sde, images, opt, variant] {
+    torch::Tensor loss = dsm_loss(model, *sde, images);
+    opt->zero_grad();
+    loss.backward();
+    if (variant == "naive") {
+      torch::nn::utils::clip_grad_norm_(net->parameters(), 1.0);
+    }
+    opt->step();
+  };
+  return w;
+}
+
+Workload mnist_sample(torch::Device device, bool graphs) {
+  auto sde = std::make_shared<VESDE>(kSigma);
+  UNet net = mnist_unet(sde);
+  net->to(device);
+  net->eval();
+  Workload w;
+  w.default_iters = 20;
+  w.sync = [device] { sync_device(device); };
+  auto x = std::make_shared<torch::Tensor>(
+      torch::randn({kMnistSampleBatch, 1, 28, 28}, torch::device(device)));
+  {
+    torch::NoGradGuard ng;
+    auto t = torch::rand({kMnistSampleBatch}, torch::device(device));
+    w.flops = count_flops([&] { net->forward(*x, t); });
+  }
+  auto sampler = std::make_shared<samplers::EulerMaruyamaSampler>(
+      Model(net, Prediction::Score),
+      *sde,
+      samplers::EulerMaruyamaOptions().num_steps(kMnistSampleSteps));
+  auto i = std::make_shared<int64_t>(0);
+  (void)graphs;
+  w.step = [sampler, x, i] {
+    c10::InferenceMode guard;
+    sampler->step(*x, *i);
+    *i = (*i + 1) % (kMnistSampleSteps - 1);
+  };
+  return w;
+}
+
+}  // namespace
+
+std::vector<std::string> workload_names() {
+  return {"swiss_train", "swiss_sample", "mnist_train", "mnist_sample"};
+}
+
+int64_t count_flops(const std::function<void()>& fn) {
+  g_flops = 0;
+  auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(on_op).needsInputs(true));
+  fn();
+  at::removeCallback(handle);
+  return g_flops.load();
+}
+
+Workload make_workload(
+    const std::string& name, torch::Device device, bool graphs) {
+  torch::manual_seed(0);
+  if (name == "swiss_train")
+    return swiss_train(device, "fast");
+  if (name == "swiss_train_flat")
+    return swiss_train(device, "flat");
+  if (name == "swiss_train_naive")
+    return swiss_train(device, "naive");
+  if (name == "swiss_sample")
+    return swiss_sample(device, "fast");
+  if (name == "swiss_sample_naive")
+    return swiss_sample(device, "naive");
+  if (name == "mnist_train")
+    return mnist_train(device, "flat");
+  if (name == "mnist_train_naive")
+    return mnist_train(device, "naive");
+  if (name == "mnist_sample")
+    return mnist_sample(device, graphs);
+  TORCH_CHECK(
+      false,
+      "unknown workload '",
+      name,
+      "' (swiss_train[_flat|_naive], swiss_sample[_naive], "
+      "mnist_train[_naive], mnist_sample)");
+}
+
+}  // namespace sbgm::bench
