@@ -112,7 +112,176 @@ def swiss_sample(iters):
     return step, mlp_forward_flops(n), SEED_T
 
 
-WORKLOADS = {"swiss_train": swiss_train, "swiss_sample": swiss_sample}
+# ---------------------------------------------------------------- MNIST
+
+SIGMA = 25.0
+MNIST_BATCH = 32
+MNIST_SAMPLE_BATCH = 64
+MNIST_SAMPLE_STEPS = 500
+
+
+def ve_std(t):
+    return torch.sqrt((SIGMA ** (2 * t) - 1) / (2 * math.log(SIGMA)))
+
+
+class FourierEmbedding(nn.Module):
+    def __init__(self, dim, scale=16.0):
+        super().__init__()
+        self.register_buffer("W", torch.randn(dim // 2) * scale)
+
+    def forward(self, t):
+        args = t[:, None] * (self.W * (2 * math.pi))[None, :]
+        return torch.cat([torch.sin(args), torch.cos(args)], 1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin, cout, tdim, groups=8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.time_proj = nn.Linear(tdim, cout)
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_proj(emb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + (self.skip(x) if self.skip is not None else x)
+
+
+class Attention(nn.Module):
+    def __init__(self, c, groups=8):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(n, 3, c, h * w)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) / math.sqrt(c), -1)
+        out = torch.bmm(v, weights.transpose(1, 2)).reshape(n, c, h, w)
+        return x + self.proj(out)
+
+
+class UNet(nn.Module):
+    """The same network as sbgm::UNet(UNetOptions(1)) with marginal_std set:
+    channels {16, 32, 64}, one residual block per level, GroupNorm(8), SiLU,
+    Fourier time features (128), attention in the middle, stride-2 conv down,
+    stride-2 transposed conv up, output divided by the VE std."""
+
+    def __init__(self, cin=1, ch=(16, 32, 64), tdim=128):
+        super().__init__()
+        self.embed = FourierEmbedding(tdim)
+        self.time_fc1 = nn.Linear(tdim, tdim)
+        self.time_fc2 = nn.Linear(tdim, tdim)
+        self.conv_in = nn.Conv2d(cin, ch[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        prev = ch[0]
+        for i, c in enumerate(ch):
+            self.down.append(ResBlock(prev, c, tdim))
+            prev = c
+            if i + 1 < len(ch):
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(ch[-1], ch[-1], tdim)
+        self.mid_attn = Attention(ch[-1])
+        self.mid2 = ResBlock(ch[-1], ch[-1], tdim)
+        self.up = nn.ModuleList([None] * len(ch))
+        self.upsample = nn.ModuleList([None] * len(ch))
+        prev = ch[-1]
+        for i in reversed(range(len(ch))):
+            if i + 1 < len(ch):
+                self.upsample[i] = nn.ConvTranspose2d(prev, ch[i], 3, stride=2, padding=1)
+                prev = ch[i]
+            self.up[i] = ResBlock(prev + ch[i], ch[i], tdim)
+            prev = ch[i]
+        self.norm_out = nn.GroupNorm(8, ch[0])
+        self.conv_out = nn.Conv2d(ch[0], cin, 3, padding=1)
+
+    def forward(self, x, t):
+        emb = self.time_fc2(F.silu(self.time_fc1(self.embed(t))))
+        h = self.conv_in(x)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, emb)
+            skips.append(h)
+            if i + 1 < len(self.down):
+                h = self.downsample[i](h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for k in reversed(range(len(self.up))):
+            skip = skips[k]
+            if k + 1 < len(self.up):
+                up = self.upsample[k]
+                h = F.conv_transpose2d(h, up.weight, up.bias, stride=2, padding=1,
+                                       output_padding=(skip.shape[2] - (2 * h.shape[2] - 1),
+                                                       skip.shape[3] - (2 * h.shape[3] - 1)))
+            h = self.up[k](torch.cat([h, skip], 1), emb)
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return out / ve_std(t)[:, None, None, None]
+
+
+def unet_forward_flops(net, x, t):
+    try:
+        with torch.autograd.profiler.profile(with_flops=True) as prof:
+            with torch.no_grad():
+                net(x, t)
+        return int(sum(e.flops for e in prof.function_events if e.flops))
+    except Exception:
+        return 0
+
+
+def mnist_train(iters):
+    torch.manual_seed(0)
+    net = UNet()
+    images = torch.rand(MNIST_BATCH, 1, 28, 28)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    eps = 1e-5
+
+    def step():
+        t = torch.rand(MNIST_BATCH) * (1 - eps) + eps
+        z = torch.randn_like(images)
+        std = ve_std(t)[:, None, None, None]
+        score = net(images + std * z, t)
+        loss = (score * std + z).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+
+    flops = 3 * unet_forward_flops(net, images, torch.rand(MNIST_BATCH))
+    return step, flops, 1
+
+
+def mnist_sample(iters):
+    """One Euler-Maruyama step of the VE SDE (dx = sigma^t dw) for 64 images,
+    as the score-SDE tutorial writes it."""
+    torch.manual_seed(0)
+    net = UNet().eval()
+    x = torch.randn(MNIST_SAMPLE_BATCH, 1, 28, 28)
+    times = torch.linspace(1.0, 1e-3, MNIST_SAMPLE_STEPS, dtype=torch.float64)
+    dt = float(times[0] - times[1])
+    state = {"i": 0}
+
+    def step():
+        nonlocal x
+        i = state["i"]
+        state["i"] = (i + 1) % (MNIST_SAMPLE_STEPS - 1)
+        with torch.inference_mode():
+            tv = float(times[i])
+            t = torch.full((MNIST_SAMPLE_BATCH,), tv)
+            g2 = SIGMA ** (2 * tv)
+            x = x + (g2 * dt) * net(x, t) + math.sqrt(g2 * dt) * torch.randn_like(x)
+
+    flops = unet_forward_flops(net, x, torch.rand(MNIST_SAMPLE_BATCH))
+    return step, flops, 1
+
+
+WORKLOADS = {"swiss_train": swiss_train, "swiss_sample": swiss_sample,
+             "mnist_train": mnist_train, "mnist_sample": mnist_sample}
 
 
 def main():
@@ -124,7 +293,8 @@ def main():
     torch.set_num_threads(args.threads)
     names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
     for name in names:
-        default_iters = {"swiss_train": 2000, "swiss_sample": 40}.get(name, 50)
+        default_iters = {"swiss_train": 2000, "swiss_sample": 40,
+                         "mnist_train": 30, "mnist_sample": 20}[name]
         iters = args.iters or default_iters
         step, flops, per_call = WORKLOADS[name](iters)
         for _ in range(max(10, iters // 10)):

@@ -110,7 +110,15 @@ void FlatAdam::resync() {
       pv.copy_(s.param.detach());
       s.param.set_data(pv);
     }
-    auto gv = flat_grad_.narrow(0, s.offset, s.numel).view(s.param.sizes());
+    // The gradient aliases its slice through set_() rather than a view:
+    // torch::optim::Optimizer::zero_grad() (not virtual in LibTorch 1.13)
+    // calls detach_() on every gradient, which a view refuses.
+    auto gv = torch::empty({0}, flat_grad_.options())
+                  .set_(
+                      flat_grad_.storage(),
+                      flat_grad_.storage_offset() + s.offset,
+                      s.param.sizes(),
+                      pv.strides());
     auto& g = s.param.mutable_grad();
     if (!g.defined()) {
       gv.zero_();
