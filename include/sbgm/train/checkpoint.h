@@ -1,0 +1,81 @@
+#pragma once
+
+/// \file
+/// Training checkpoints: model, EMA, optimizer state, step and RNG state in
+/// one file (a torch::serialize archive).
+///
+/// Saving writes `path + ".tmp"`, flushes it to disk and renames it over
+/// `path`, so a crash or kill during a save leaves the previous checkpoint
+/// intact. Loading checks a magic string, the format version and a
+/// fingerprint of the model (parameter and buffer names and shapes) before
+/// touching anything, and refuses a damaged, foreign or mismatched file with
+/// a c10::Error that names the file and the problem.
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace sbgm {
+
+class EMA;
+
+/// Format version written by save_checkpoint.
+constexpr int64_t kCheckpointVersion = 1;
+
+/// "name [shape]" of every parameter and buffer, one per line, in
+/// registration order: two modules with equal fingerprints can exchange
+/// state.
+std::string model_fingerprint(const torch::nn::Module& module);
+
+/// What a checkpoint file holds (read without loading the weights).
+struct CheckpointInfo {
+  int64_t version = 0;
+  /// Optimizer steps taken when it was saved.
+  int64_t step = 0;
+  std::string fingerprint;
+  bool has_optimizer = false;
+  bool has_ema = false;
+  bool has_rng = false;
+};
+
+/// Saves a checkpoint atomically (see the file comment). `optimizer` and
+/// `ema` may be null. With `save_rng`, the states of the default CPU
+/// generator and of every CUDA device's default generator are stored too,
+/// so that a resumed run draws the same numbers (generators that the caller
+/// created itself are not saved).
+void save_checkpoint(
+    const std::string& path,
+    const torch::nn::Module& module,
+    int64_t step,
+    const torch::optim::Optimizer* optimizer = nullptr,
+    const EMA* ema = nullptr,
+    bool save_rng = true);
+
+/// Reads the header of a checkpoint; throws if it is not a readable sbgm
+/// checkpoint.
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
+/// Restores a checkpoint into existing objects built like the saved ones and
+/// returns the saved step. Tensors are loaded onto the module's device. The
+/// model must match the saved fingerprint (else the error names the first
+/// differing parameter); a non-null `optimizer` / `ema` must have been saved.
+/// With `restore_rng`, the saved generator states are restored (CUDA states
+/// only for devices present now). Nothing is modified unless the whole file
+/// reads correctly... except that a failure inside the optimizer's own
+/// loader can leave the optimizer half-loaded.
+int64_t load_checkpoint(
+    const std::string& path,
+    torch::nn::Module& module,
+    torch::optim::Optimizer* optimizer = nullptr,
+    EMA* ema = nullptr,
+    bool restore_rng = true);
+
+/// Loads only the weights for sampling: the EMA average when the file has
+/// one and `prefer_ema` is set, else the trained weights. Returns the step.
+int64_t load_weights(
+    const std::string& path, torch::nn::Module& module, bool prefer_ema = true);
+
+}  // namespace sbgm

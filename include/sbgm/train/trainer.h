@@ -1,0 +1,171 @@
+#pragma once
+
+/// \file
+/// A small training loop: any module, optimizer and loss closure, with
+/// gradient-norm clipping, learning-rate warm-up, an EMA of the weights,
+/// a terminal progress bar, a CSV log and atomic checkpoints with resume.
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "sbgm/train/ema.h"
+
+namespace sbgm {
+
+class FlatAdam;
+
+/// When to draw the progress bar.
+enum class ProgressMode {
+  /// Only when stderr is a terminal.
+  Auto,
+  On,
+  Off,
+};
+
+/// Options of Trainer.
+///
+/// Example:
+/// ```
+/// sbgm::Trainer trainer(net.ptr(), loss_fn, sbgm::TrainerOptions(5000)
+///                           .checkpoint_path("run/ckpt.pt")
+///                           .csv_path("run/loss.csv"));
+/// trainer.run();
+/// ```
+struct TrainerOptions {
+  explicit TrainerOptions(int64_t steps);
+  /// Total optimizer steps (a resumed run stops at the same total).
+  TORCH_ARG(int64_t, steps);
+  /// Learning rate of the default optimizer, sbgm::FlatAdam (Adam over one
+  /// flat buffer; used only when no optimizer is given). Default: 1e-3.
+  TORCH_ARG(double, lr) = 1e-3;
+  /// Clip the global L2 norm of the gradients to this value (computed on
+  /// the device, no host sync); <= 0 disables. With a FlatAdam optimizer
+  /// the trainer sets its max_grad_norm to this value (> 0 only) and the
+  /// clipping is fused into the optimizer step. Default: 1.0.
+  TORCH_ARG(double, grad_clip) = 1.0;
+  /// Linear learning-rate warm-up: lr * min(1, (step + 1) / lr_warmup)
+  /// on every parameter group; 0 disables. Default: 0.
+  TORCH_ARG(int64_t, lr_warmup) = 0;
+  /// EMA decay; 0 disables the EMA. Default: 0.999.
+  TORCH_ARG(double, ema_decay) = 0.999;
+  /// EMA warm-up d = min(decay, (1 + n) / (10 + n)). Default: true.
+  TORCH_ARG(bool, ema_warmup) = true;
+  /// Read the loss back (a device sync), check it and log it every so many
+  /// steps. Default: 100.
+  TORCH_ARG(int64_t, log_every) = 100;
+  /// CSV log "step,loss,grad_norm,lr,it_per_s,elapsed_s" with the mean loss
+  /// and pre-clipping gradient norm over each logging window; empty: none.
+  /// A resumed run appends to it. Default: "".
+  TORCH_ARG(std::string, csv_path) = "";
+  /// Checkpoint file; empty: no checkpoints. Default: "".
+  TORCH_ARG(std::string, checkpoint_path) = "";
+  /// Save every so many steps (and always at the end); 0: only at the end.
+  /// Default: 0.
+  TORCH_ARG(int64_t, checkpoint_every) = 0;
+  /// Continue from checkpoint_path when that file exists. Default: true.
+  TORCH_ARG(bool, resume) = true;
+  /// Progress bar on stderr: step, loss, it/s, time left. Default: Auto.
+  TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
+};
+
+/// One row of the log.
+struct TrainLogEntry {
+  int64_t step;
+  /// Mean loss over the steps since the previous entry.
+  double loss;
+  /// Mean global gradient norm (before clipping) over the same steps.
+  double grad_norm;
+  double lr;
+  double it_per_s;
+  double elapsed_s;
+};
+
+/// Returns the loss of one training step (a 0-dim or one-element tensor that
+/// requires grad); gets the 0-based index of the step.
+using LossFn = std::function<torch::Tensor(int64_t step)>;
+
+/// The loop. Each step: lr warm-up, zero_grad, loss = loss_fn(step),
+/// backward, clip, optimizer step, EMA update. The loss is accumulated on
+/// its device and read back only every log_every steps and before each
+/// checkpoint; if it is not finite there, run() throws a c10::Error naming
+/// the step window and the last good checkpoint, which is left untouched.
+///
+/// Only the global default generators are saved with checkpoints: a loss
+/// closure that draws from them resumes bit for bit; one that uses its own
+/// generator must restore that itself.
+class Trainer {
+ public:
+  /// Trains `module` with `optimizer` (shared; null: FlatAdam(lr) on the
+  /// module's parameters; build the module on its device first).
+  Trainer(
+      std::shared_ptr<torch::nn::Module> module,
+      LossFn loss,
+      TrainerOptions options,
+      std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr);
+  /// The same for a module holder (e.g. sbgm::MLP).
+  template <class Impl>
+  Trainer(
+      const torch::nn::ModuleHolder<Impl>& module,
+      LossFn loss,
+      TrainerOptions options,
+      std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr)
+      : Trainer(
+            std::static_pointer_cast<torch::nn::Module>(module.ptr()),
+            std::move(loss),
+            std::move(options),
+            std::move(optimizer)) {}
+
+  /// Resumes from the checkpoint when asked and present, then trains until
+  /// options.steps; saves the final checkpoint. Returns the last log entry.
+  TrainLogEntry run();
+
+  /// Called with every log entry (after the CSV row is written).
+  void on_log(std::function<void(const TrainLogEntry&)> callback) {
+    on_log_ = std::move(callback);
+  }
+
+  /// Steps taken so far (restored by resume).
+  int64_t step() const {
+    return step_;
+  }
+  const TrainerOptions& options() const {
+    return options_;
+  }
+  torch::nn::Module& module() {
+    return *module_;
+  }
+  torch::optim::Optimizer& optimizer() {
+    return *optimizer_;
+  }
+  /// The EMA, or null when ema_decay is 0.
+  EMA* ema() {
+    return ema_ ? ema_.get() : nullptr;
+  }
+
+  /// Saves / restores everything (model, optimizer, EMA, step, RNG).
+  void save(const std::string& path) const;
+  void load(const std::string& path);
+
+ private:
+  double lr_factor(int64_t step) const;
+
+  std::shared_ptr<torch::nn::Module> module_;
+  LossFn loss_;
+  TrainerOptions options_;
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<FlatAdam> flat_;  // optimizer_ when it is a FlatAdam
+  std::unique_ptr<EMA> ema_;
+  std::vector<double> base_lr_;
+  int64_t step_ = 0;
+  std::function<void(const TrainLogEntry&)> on_log_;
+};
+
+}  // namespace sbgm

@@ -1,0 +1,139 @@
+#include "sbgm/nets/mlp.h"
+
+#include <torch/nn/functional/activation.h>
+
+#include "internal.h"
+
+namespace sbgm {
+
+std::string to_string(Activation a) {
+  switch (a) {
+    case Activation::ReLU:
+      return "relu";
+    case Activation::SiLU:
+      return "silu";
+    case Activation::GELU:
+      return "gelu";
+    case Activation::Softplus:
+      return "softplus";
+    case Activation::Tanh:
+      return "tanh";
+  }
+  return "unknown";
+}
+
+Activation activation_from_string(const std::string& name) {
+  for (auto a :
+       {Activation::ReLU,
+        Activation::SiLU,
+        Activation::GELU,
+        Activation::Softplus,
+        Activation::Tanh}) {
+    if (to_string(a) == name) {
+      return a;
+    }
+  }
+  TORCH_CHECK(
+      false,
+      "unknown activation '",
+      name,
+      "' (expected relu, silu, gelu, softplus or tanh)");
+}
+
+torch::Tensor apply_activation(Activation a, const torch::Tensor& x) {
+  switch (a) {
+    case Activation::ReLU:
+      return torch::relu(x);
+    case Activation::SiLU:
+      return torch::silu(x);
+    case Activation::GELU:
+      return torch::gelu(x);
+    case Activation::Softplus:
+      return torch::softplus(x);
+    case Activation::Tanh:
+      return torch::tanh(x);
+  }
+  return x;
+}
+
+MLPOptions::MLPOptions(int64_t input_dim) : input_dim_(input_dim) {}
+
+MLPImpl::MLPImpl(const MLPOptions& options_) : options(options_) {
+  reset();
+}
+
+void MLPImpl::reset() {
+  const auto& o = options;
+  TORCH_CHECK(
+      o.input_dim() > 0, "MLP: input_dim must be > 0, got ", o.input_dim());
+  TORCH_CHECK(o.hidden() > 0, "MLP: hidden must be > 0, got ", o.hidden());
+  TORCH_CHECK(o.depth() > 0, "MLP: depth must be > 0, got ", o.depth());
+  TORCH_CHECK(
+      o.embedding_dim() >= 0,
+      "MLP: embedding_dim must be >= 0, got ",
+      o.embedding_dim());
+  const bool learned = o.embedding() == TimeEmbeddingKind::Learned;
+  TORCH_CHECK(
+      !learned || o.num_timesteps() > 0,
+      "MLP: a learned time embedding needs num_timesteps > 0, got ",
+      o.num_timesteps());
+  layers = torch::nn::ModuleList();
+  embeddings = torch::nn::ModuleList();
+  time_embedding = nullptr;
+  const int64_t edim = o.embedding_dim() > 0 ? o.embedding_dim() : o.hidden();
+  if (!learned) {
+    time_embedding = TimeEmbedding(TimeEmbeddingOptions(o.embedding(), edim)
+                                       .fourier_scale(o.fourier_scale())
+                                       .time_scale(o.time_scale()));
+  }
+  for (int64_t l = 0; l < o.depth(); ++l) {
+    layers->push_back(
+        torch::nn::Linear(l == 0 ? o.input_dim() : o.hidden(), o.hidden()));
+    if (learned) {
+      embeddings->push_back(TimeEmbedding(
+          TimeEmbeddingOptions(TimeEmbeddingKind::Learned, o.hidden())
+              .num_timesteps(o.num_timesteps())));
+    } else {
+      embeddings->push_back(torch::nn::Linear(edim, o.hidden()));
+    }
+  }
+  out = torch::nn::Linear(o.hidden(), o.input_dim());
+  register_module("layers", layers);
+  register_module("embeddings", embeddings);
+  if (time_embedding) {
+    register_module("time_embedding", time_embedding);
+  }
+  register_module("out", out);
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+  const auto& o = options;
+  detail::check_floating(x, "x", "MLP");
+  TORCH_CHECK(
+      x.dim() == 2 && x.size(1) == o.input_dim(),
+      "MLP: x must have shape [N, ",
+      o.input_dim(),
+      "], got ",
+      detail::shape_str(x));
+  const bool learned = o.embedding() == TimeEmbeddingKind::Learned;
+  TORCH_CHECK(t.defined(), "MLP: t is an undefined tensor");
+  // Learned needs step indices; the fixed embeddings also take integer t.
+  detail::check_time_tensor(
+      t, x, /*integer=*/learned || !t.is_floating_point(), "MLP");
+  auto tt = t.dim() == 0 ? t.expand({x.size(0)}) : t;
+  torch::Tensor shared;
+  if (!learned) {
+    shared = time_embedding->forward(tt).to(x.scalar_type());
+  }
+  auto h = x;
+  for (size_t l = 0; l < layers->size(); ++l) {
+    h = layers[l]->as<torch::nn::Linear>()->forward(h);
+    torch::Tensor e =
+        learned ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
+                : embeddings[l]->as<torch::nn::Linear>()->forward(shared);
+    h = apply_activation(o.activation(), h + e);
+  }
+  return out->forward(h);
+}
+
+}  // namespace sbgm

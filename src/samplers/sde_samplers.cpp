@@ -1,0 +1,211 @@
+#include "sbgm/samplers/sde_samplers.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+
+#include "continuous.h"
+#include "loop.h"
+#include "sbgm/sde.h"
+
+namespace sbgm::samplers {
+
+namespace detail {
+
+double resolve_eps(
+    const std::optional<double>& eps, const SDE& sde, const char* where) {
+  const double e = eps ? *eps : sde.default_eps();
+  TORCH_CHECK(e > 0 && e < 1, where, ": eps must lie in (0, 1), got ", e);
+  return e;
+}
+
+void check_steps(int64_t num_steps, const char* where) {
+  TORCH_CHECK(
+      num_steps >= 1, where, ": num_steps must be >= 1, got ", num_steps);
+}
+
+torch::Tensor score_at(
+    const Model& model,
+    const SDE& sde,
+    const torch::Tensor& x,
+    double t,
+    torch::Tensor& tbuf) {
+  if (!tbuf.defined()) {
+    tbuf = torch::empty({x.size(0)}, x.options());
+  }
+  tbuf.fill_(t);
+  auto out = model(x, tbuf);
+  if (model.prediction() == Prediction::Score) {
+    return out;
+  }
+  return convert_prediction(
+      out,
+      model.prediction(),
+      Prediction::Score,
+      x,
+      sde.mean_coeff(t),
+      sde.std(t));
+}
+
+}  // namespace detail
+
+EulerMaruyamaSampler::EulerMaruyamaSampler(
+    Model model,
+    const SDE& sde,
+    const EulerMaruyamaOptions& options,
+    std::optional<torch::Generator> generator)
+    : model_(std::move(model)), generator_(std::move(generator)) {
+  const char* where = "EulerMaruyamaSampler";
+  detail::check_steps(options.num_steps(), where);
+  const double eps = detail::resolve_eps(options.eps(), sde, where);
+  const int64_t n = options.num_steps();
+  const double h = (1.0 - eps) / static_cast<double>(n);
+  const auto un = static_cast<size_t>(n);
+  for (auto* v : {&t_, &c_x_, &c_out_, &c_noise_}) {
+    v->resize(un);
+  }
+  const Prediction p = model_.prediction();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<size_t>(i);
+    const double t = 1.0 - static_cast<double>(i) * h;
+    const double g2h = std::pow(sde.diffusion(t), 2) * h;
+    const double m = sde.mean_coeff(t);
+    const double s = sde.std(t);
+    // x <- (1 - a h) x + g^2 h score, score = out (Score), -out / s
+    // (Epsilon) or (m out - x) / s^2 (X0).
+    t_[k] = t;
+    c_x_[k] = 1.0 - sde.drift_coeff(t) * h;
+    switch (p) {
+      case Prediction::Score:
+        c_out_[k] = g2h;
+        break;
+      case Prediction::Epsilon:
+        c_out_[k] = -g2h / s;
+        break;
+      case Prediction::X0:
+        c_x_[k] -= g2h / (s * s);
+        c_out_[k] = g2h * m / (s * s);
+        break;
+    }
+    const bool quiet = options.denoise() && i == n - 1;
+    c_noise_[k] = quiet ? 0.0 : std::sqrt(g2h);
+  }
+}
+
+double EulerMaruyamaSampler::time(int64_t i) const {
+  TORCH_CHECK(
+      i >= 0 && i < num_steps(),
+      "EulerMaruyamaSampler: step must lie in [0, ",
+      num_steps(),
+      "), got ",
+      i);
+  return t_[static_cast<size_t>(i)];
+}
+
+void EulerMaruyamaSampler::step(torch::Tensor& x, int64_t i) {
+  const double t = time(i);
+  const auto k = static_cast<size_t>(i);
+  c10::InferenceMode guard;
+  if (!tbuf_.defined() || tbuf_.size(0) != x.size(0) ||
+      tbuf_.scalar_type() != x.scalar_type() || tbuf_.device() != x.device()) {
+    tbuf_ = torch::empty({x.size(0)}, x.options());
+  }
+  tbuf_.fill_(t);
+  auto out = model_(x, tbuf_);
+  if (out.data_ptr() == x.data_ptr()) {
+    out = out.clone();  // the model handed back x itself
+  }
+  x.mul_(c_x_[k]).add_(out, c_out_[k]);
+  if (c_noise_[k] > 0.0) {
+    detail::fill_normal(noise_, x, generator_);
+    x.add_(noise_, c_noise_[k]);
+  }
+}
+
+SampleResult euler_maruyama(
+    const Model& model,
+    const SDE& sde,
+    torch::IntArrayRef shape,
+    const EulerMaruyamaOptions& options,
+    const CommonOptions& common) {
+  const char* where = "euler_maruyama";
+  detail::check_steps(options.num_steps(), where);
+  detail::resolve_eps(options.eps(), sde, where);
+  EulerMaruyamaSampler sampler(model, sde, options, common.generator());
+  c10::InferenceMode guard;
+  auto x = detail::initial_state(shape, sde.prior_std(), common, where);
+  const int64_t n = options.num_steps();
+  detail::Loop loop(common, n, where);
+  loop.start(x);
+  for (int64_t i = 0; i < n; ++i) {
+    sampler.step(x, i);
+    loop.step(i + 1, x);
+  }
+  return loop.finish(x, n);
+}
+
+SampleResult predictor_corrector(
+    const Model& model,
+    const SDE& sde,
+    torch::IntArrayRef shape,
+    const PredictorCorrectorOptions& options,
+    const CommonOptions& common) {
+  const char* where = "predictor_corrector";
+  detail::check_steps(options.num_steps(), where);
+  TORCH_CHECK(
+      options.corrector_steps() >= 0,
+      where,
+      ": corrector_steps must be >= 0, got ",
+      options.corrector_steps());
+  TORCH_CHECK(
+      options.snr() > 0 && std::isfinite(options.snr()),
+      where,
+      ": snr must be finite and > 0, got ",
+      options.snr());
+  const double eps = detail::resolve_eps(options.eps(), sde, where);
+  c10::InferenceMode guard;
+  auto x = detail::initial_state(shape, sde.prior_std(), common, where);
+  const int64_t n = options.num_steps();
+  const double h = (1.0 - eps) / static_cast<double>(n);
+  detail::Loop loop(common, n, where);
+  loop.start(x);
+  torch::Tensor tbuf;
+  int64_t nfe = 0;
+  const int64_t batch = x.size(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const double t = 1.0 - static_cast<double>(i) * h;
+    const DiscreteStep d = sde.discretize(t - h, h);
+    // Langevin corrector.
+    const double alpha = (1.0 + d.f) * (1.0 + d.f);
+    for (int64_t c = 0; c < options.corrector_steps(); ++c) {
+      auto score = detail::score_at(model, sde, x, t, tbuf);
+      ++nfe;
+      auto z = detail::noise_like(x, common.generator());
+      auto gnorm = score.reshape({batch, -1}).norm(2, {1}).mean();
+      auto znorm = z.reshape({batch, -1}).norm(2, {1}).mean();
+      auto step = (options.snr() * znorm / gnorm).square_().mul_(2.0 * alpha);
+      x.add_(score * step).add_(z * (2.0 * step).sqrt_());
+    }
+    // Predictor.
+    auto score = detail::score_at(model, sde, x, t, tbuf);
+    ++nfe;
+    const bool last = i == n - 1;
+    if (options.predictor() == Predictor::ReverseDiffusion) {
+      // x <- x - (f x - G^2 score) + G z
+      x.mul_(1.0 - d.f).add_(score, d.G * d.G);
+      if (!(options.denoise() && last)) {
+        x.add_(detail::noise_like(x, common.generator()), d.G);
+      }
+    } else {
+      const double g = sde.diffusion(t);
+      x.mul_(1.0 - sde.drift_coeff(t) * h).add_(score, g * g * h);
+      if (!(options.denoise() && last)) {
+        x.add_(detail::noise_like(x, common.generator()), g * std::sqrt(h));
+      }
+    }
+    loop.step(i + 1, x);
+  }
+  return loop.finish(x, nfe);
+}
+
+}  // namespace sbgm::samplers

@@ -1,0 +1,162 @@
+#include "sbgm/train/ema.h"
+
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "internal.h"
+
+namespace sbgm {
+
+EMA::EMA(const torch::nn::Module& module, double decay, bool warmup)
+    : decay_(decay), warmup_(warmup) {
+  TORCH_CHECK(
+      std::isfinite(decay) && decay >= 0.0 && decay <= 1.0,
+      "EMA: decay must lie in [0, 1], got ",
+      decay);
+  torch::NoGradGuard no_grad;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    names_.push_back(p.key());
+    shadow_.push_back(p.value().detach().clone());
+  }
+}
+
+void EMA::check_module(
+    const torch::nn::Module& module, const char* where) const {
+  auto params = module.named_parameters(/*recurse=*/true);
+  TORCH_CHECK(
+      params.size() == shadow_.size(),
+      where,
+      ": the module has ",
+      params.size(),
+      " parameters but the EMA tracks ",
+      shadow_.size());
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    const auto& p = params[i];
+    TORCH_CHECK(
+        p.key() == names_[i] && p.value().sizes() == shadow_[i].sizes(),
+        where,
+        ": parameter ",
+        i,
+        " of the module is '",
+        p.key(),
+        "' ",
+        detail::shape_str(p.value()),
+        " but the EMA has '",
+        names_[i],
+        "' ",
+        detail::shape_str(shadow_[i]));
+  }
+}
+
+double EMA::current_decay() const {
+  if (!warmup_) {
+    return decay_;
+  }
+  const double n = static_cast<double>(num_updates_);
+  return std::min(decay_, (1.0 + n) / (10.0 + n));
+}
+
+void EMA::update(const torch::nn::Module& module) {
+  check_module(module, "EMA::update");
+  const double d = current_decay();
+  torch::NoGradGuard no_grad;
+  auto params = module.parameters(/*recurse=*/true);
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    auto& s = shadow_[i];
+    const auto& p = params[i];
+    if (s.device() != p.device() || s.scalar_type() != p.scalar_type()) {
+      s = s.to(p.device(), p.scalar_type());  // the module was moved
+    }
+    s.mul_(d).add_(p, 1.0 - d);
+  }
+  ++num_updates_;
+}
+
+void EMA::copy_to(torch::nn::Module& module) const {
+  check_module(module, "EMA::copy_to");
+  torch::NoGradGuard no_grad;
+  auto params = module.parameters(/*recurse=*/true);
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    params[i].copy_(shadow_[i]);
+  }
+}
+
+void EMA::swap(torch::nn::Module& module) {
+  check_module(module, "EMA::swap");
+  torch::NoGradGuard no_grad;
+  auto params = module.parameters(/*recurse=*/true);
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    auto tmp = params[i].detach().clone();
+    params[i].copy_(shadow_[i]);
+    shadow_[i] = tmp;
+  }
+}
+
+EMA::Scope::Scope(EMA& ema, torch::nn::Module& module)
+    : ema_(ema), module_(module) {
+  ema_.swap(module_);
+}
+
+EMA::Scope::~Scope() {
+  try {
+    ema_.swap(module_);
+  } catch (...) {
+    // The module changed shape while the scope was alive; nothing to do.
+  }
+}
+
+void EMA::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("decay", c10::IValue(decay_));
+  archive.write("num_updates", c10::IValue(num_updates_));
+  archive.write("count", c10::IValue(static_cast<int64_t>(shadow_.size())));
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    archive.write("name_" + std::to_string(i), c10::IValue(names_[i]));
+    archive.write("p" + std::to_string(i), shadow_[i], /*is_buffer=*/true);
+  }
+}
+
+void EMA::load(torch::serialize::InputArchive& archive) {
+  c10::IValue v;
+  archive.read("count", v);
+  const int64_t count = v.toInt();
+  TORCH_CHECK(
+      count == static_cast<int64_t>(shadow_.size()),
+      "EMA::load: the saved average has ",
+      count,
+      " parameters but this EMA tracks ",
+      shadow_.size());
+  std::vector<torch::Tensor> loaded(shadow_.size());
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    archive.read("name_" + std::to_string(i), v);
+    const auto name = v.toStringRef();
+    TORCH_CHECK(
+        name == names_[i],
+        "EMA::load: saved parameter ",
+        i,
+        " is '",
+        name,
+        "' but this EMA expects '",
+        names_[i],
+        "'");
+    torch::Tensor t;
+    archive.read("p" + std::to_string(i), t, /*is_buffer=*/true);
+    TORCH_CHECK(
+        t.sizes() == shadow_[i].sizes(),
+        "EMA::load: saved '",
+        name,
+        "' has shape ",
+        detail::shape_str(t),
+        " but this EMA expects ",
+        detail::shape_str(shadow_[i]));
+    loaded[i] = t.to(shadow_[i].device(), shadow_[i].scalar_type());
+  }
+  archive.read("num_updates", v);
+  const int64_t n = v.toInt();
+  num_updates_ = n;
+  shadow_ = std::move(loaded);
+}
+
+}  // namespace sbgm

@@ -1,0 +1,384 @@
+// The training loop: learning, clipping, warm-up, logs, checkpoints, resume.
+
+#include "sbgm/train/trainer.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "sbgm/losses.h"
+#include "sbgm/nets/mlp.h"
+#include "sbgm/optim/flat_adam.h"
+#include "sbgm/schedule.h"
+#include "sbgm/train/checkpoint.h"
+#include "support.h"
+
+namespace sbgm {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() /
+            (std::string("sbgm_") + info->test_suite_name() + "_" +
+             info->name() + "_" + std::to_string(::getpid()));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const {
+    return (path_ / name).string();
+  }
+
+ private:
+  fs::path path_;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int count_lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+// Swiss roll as scikit-learn's make_swiss_roll (x and z columns), noise 0.1,
+// divided by 10; drawn from the global generator.
+torch::Tensor swiss_roll(int64_t n) {
+  auto u = torch::rand({n});
+  auto tt = 1.5 * M_PI * (1 + 2 * u);
+  auto pts = torch::stack({tt * torch::cos(tt), tt * torch::sin(tt)}, 1);
+  return (pts + 0.1 * torch::randn({n, 2})) / 10.0;
+}
+
+class TrainerTest : public test::SeededTest {
+ protected:
+  TempDir dir;
+};
+
+TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
+  auto schedule = Schedule::linear(100, 1e-4, 0.1);
+  MLP net(MLPOptions(2).num_timesteps(100));
+  Model model(net, Prediction::Epsilon);
+  // A fixed evaluation batch.
+  auto x_eval = swiss_roll(2000);
+  auto t_eval = torch::randint(0, 100, {2000}, torch::kLong);
+  auto z_eval = torch::randn({2000, 2});
+  auto eval = [&] {
+    torch::NoGradGuard ng;
+    return epsilon_loss(model, schedule, x_eval, t_eval, z_eval).item<double>();
+  };
+  const double before = eval();
+  Trainer trainer(
+      net,
+      [&](int64_t) {
+        return epsilon_loss(
+            model,
+            schedule,
+            swiss_roll(128),
+            ScheduleLossOptions().sampling(TimeSampling::Antithetic));
+      },
+      TrainerOptions(1500).lr(3e-3).log_every(500).ema_decay(0.99));
+  std::vector<TrainLogEntry> log;
+  trainer.on_log([&](const TrainLogEntry& e) { log.push_back(e); });
+  const auto last = trainer.run();
+  EXPECT_EQ(trainer.step(), 1500);
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(last.step, 1500);
+  EXPECT_LT(log.back().loss, log.front().loss);
+  const double after = eval();
+  EXPECT_LT(after, 0.75 * before) << "before " << before << " after " << after;
+  EXPECT_GT(last.it_per_s, 0.0);
+
+  // DDPM ancestral sampling with the EMA weights gives finite points near
+  // the data.
+  EMA::Scope ema_weights(*trainer.ema(), *net);
+  torch::NoGradGuard ng;
+  auto betas = schedule.betas().to(torch::kFloat);
+  auto abar = schedule.alphas_cumprod().to(torch::kFloat);
+  auto x = torch::randn({1000, 2});
+  for (int64_t i = 99; i >= 0; --i) {
+    const double b = betas[i].item<double>(), ab = abar[i].item<double>();
+    auto eps = net(x, torch::full({1000}, i, torch::kLong));
+    x = (x - b / std::sqrt(1 - ab) * eps) / std::sqrt(1 - b);
+    if (i > 0) {
+      x = x + std::sqrt(b) * torch::randn_like(x);
+    }
+  }
+  EXPECT_TRUE(torch::isfinite(x).all().item<bool>());
+  EXPECT_LT(x.abs().max().item<double>(), 5.0);
+}
+
+// A 2-D toy loss on a small net that draws from the global generator.
+struct Toy {
+  MLP net = MLP(MLPOptions(2).hidden(16).depth(2).num_timesteps(20));
+  Model model{net, Prediction::Epsilon};
+  Schedule schedule = Schedule::linear(20, 1e-2, 0.5);
+  LossFn loss() {
+    return [this](int64_t) {
+      return epsilon_loss(model, schedule, swiss_roll(32));
+    };
+  }
+};
+
+void expect_same_state(Trainer& a, Trainer& b) {
+  auto pa = a.module().parameters(), pb = b.module().parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(a.ema()->shadow()[i], b.ema()->shadow()[i]))
+        << "EMA " << i;
+  }
+}
+
+TEST_F(TrainerTest, ResumeEqualsAnUninterruptedRunBitForBit) {
+  for (bool flat : {true, false}) {
+    SCOPED_TRACE(flat ? "FlatAdam" : "torch Adam");
+    auto opt_for =
+        [flat](Toy& toy) -> std::shared_ptr<torch::optim::Optimizer> {
+      if (flat) {
+        return nullptr;  // the default FlatAdam
+      }
+      return std::make_shared<torch::optim::Adam>(
+          toy.net->parameters(), torch::optim::AdamOptions(2e-3));
+    };
+    auto opts = [](int64_t steps) {
+      return TrainerOptions(steps).lr(2e-3).lr_warmup(8).log_every(5);
+    };
+    torch::manual_seed(42);
+    Toy full;
+    Trainer a(full.net, full.loss(), opts(30), opt_for(full));
+    a.run();
+
+    const auto ckpt = dir.file(flat ? "flat.pt" : "adam.pt");
+    torch::manual_seed(42);
+    Toy first;
+    Trainer b(
+        first.net,
+        first.loss(),
+        opts(12).checkpoint_path(ckpt).checkpoint_every(5),
+        opt_for(first));
+    b.run();
+    EXPECT_EQ(read_checkpoint_info(ckpt).step, 12);
+
+    torch::manual_seed(7);  // a different initialization and RNG state
+    Toy second;
+    Trainer c(
+        second.net,
+        second.loss(),
+        opts(30).checkpoint_path(ckpt),
+        opt_for(second));
+    c.run();
+    EXPECT_EQ(c.step(), 30);
+    expect_same_state(a, c);
+    EXPECT_EQ(read_checkpoint_info(ckpt).step, 30);
+  }
+}
+
+TEST_F(TrainerTest, DefaultOptimizerIsFlatAdamWithFusedClipping) {
+  Toy toy;
+  Trainer t(toy.net, toy.loss(), TrainerOptions(1).grad_clip(0.5));
+  auto* flat = dynamic_cast<FlatAdam*>(&t.optimizer());
+  ASSERT_NE(flat, nullptr);
+  EXPECT_DOUBLE_EQ(
+      static_cast<FlatAdamOptions&>(flat->param_groups()[0].options())
+          .max_grad_norm(),
+      0.5);
+}
+
+// loss = <a, w> for one parameter w: gradient a, norm |a|.
+struct Linear1 : torch::nn::Module {
+  Linear1() {
+    w = register_parameter("w", torch::zeros({4}));
+  }
+  torch::Tensor w;
+};
+
+TEST_F(TrainerTest, ClipsTheGradientNormAndLogsItBeforeClipping) {
+  auto a = torch::tensor({3.0f, 4.0f, 0.0f, 12.0f});  // |a| = 13
+  for (bool flat : {true, false}) {
+    SCOPED_TRACE(flat ? "FlatAdam" : "SGD");
+    auto m = std::make_shared<Linear1>();
+    std::shared_ptr<torch::optim::Optimizer> opt;
+    if (!flat) {
+      opt = std::make_shared<torch::optim::SGD>(
+          m->parameters(), torch::optim::SGDOptions(1.0));
+    }
+    Trainer t(
+        m,
+        [&](int64_t) { return (m->w * a).sum(); },
+        TrainerOptions(1).grad_clip(2.0).log_every(1).ema_decay(0).lr(1.0),
+        opt);
+    EXPECT_EQ(t.ema(), nullptr);
+    const auto e = t.run();
+    EXPECT_NEAR(e.grad_norm, 13.0, 1e-4);
+    if (!flat) {
+      // SGD with lr 1 moves w by the clipped gradient: -a * 2 / 13.
+      EXPECT_TRUE(test::all_close(m->w, -a * (2.0 / 13.0), 1e-5, 1e-6));
+    } else {
+      // Adam's first step moves each coordinate with a nonzero gradient by
+      // lr; clipping does not change the sign.
+      EXPECT_TRUE(test::all_close(
+          m->w, torch::tensor({-1.0f, -1.0f, 0.0f, -1.0f}), 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST_F(TrainerTest, LearningRateWarmupAndCsvLog) {
+  Toy toy;
+  const auto csv = dir.file("loss.csv");
+  Trainer t(
+      toy.net,
+      toy.loss(),
+      TrainerOptions(20).lr(1e-2).lr_warmup(10).log_every(5).csv_path(csv));
+  std::vector<TrainLogEntry> log;
+  t.on_log([&](const TrainLogEntry& e) { log.push_back(e); });
+  t.run();
+  ASSERT_EQ(log.size(), 4u);
+  // lr * min(1, (step + 1) / warmup) set before step index 4 (the 5th step).
+  EXPECT_NEAR(log[0].lr, 1e-2 * 5 / 10, 1e-12);
+  EXPECT_NEAR(log[1].lr, 1e-2, 1e-12);
+  const auto text = read_text(csv);
+  EXPECT_EQ(text.rfind("step,loss,grad_norm,lr,it_per_s,elapsed_s\n", 0), 0u);
+  EXPECT_EQ(count_lines(text), 5);
+  std::istringstream is(text);
+  std::string header, row;
+  std::getline(is, header);
+  std::getline(is, row);
+  EXPECT_EQ(row.rfind("5,", 0), 0u) << row;
+  double loss = std::stod(row.substr(2));
+  EXPECT_NEAR(loss, log[0].loss, 1e-6 * std::abs(log[0].loss));
+}
+
+TEST_F(TrainerTest, ProgressBarOnlyWhenAsked) {
+  Toy toy;
+  ::testing::internal::CaptureStderr();
+  Trainer(
+      toy.net,
+      toy.loss(),
+      TrainerOptions(3).log_every(1).progress(ProgressMode::On))
+      .run();
+  const auto on = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(on.find("3/3"), std::string::npos) << on;
+  EXPECT_NE(on.find("it/s"), std::string::npos) << on;
+  EXPECT_NE(on.find("loss"), std::string::npos) << on;
+  // Auto: stderr is a file here, not a terminal.
+  ::testing::internal::CaptureStderr();
+  Trainer(toy.net, toy.loss(), TrainerOptions(3).log_every(1)).run();
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  Toy toy;
+  const auto ckpt = dir.file("ckpt.pt");
+  auto base = toy.loss();
+  Trainer t(
+      toy.net,
+      [&](int64_t step) {
+        auto l = base(step);
+        return step >= 7 ? l * std::nan("") : l;
+      },
+      TrainerOptions(20).log_every(5).checkpoint_path(ckpt).checkpoint_every(
+          5));
+  EXPECT_THROW_MSG(t.run(), "last good checkpoint is '" + ckpt + "' (step 5)");
+  EXPECT_EQ(read_checkpoint_info(ckpt).step, 5);
+  EXPECT_FALSE(fs::exists(ckpt + ".tmp"));
+  // Its weights are finite.
+  Toy fresh;
+  load_weights(ckpt, *fresh.net);
+  for (const auto& p : fresh.net->parameters()) {
+    EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  }
+  // Without a checkpoint path the message says so.
+  Toy other;
+  Trainer u(
+      other.net,
+      [&](int64_t s) { return other.loss()(s) * INFINITY; },
+      TrainerOptions(4).log_every(2));
+  EXPECT_THROW_MSG(u.run(), "non-finite");
+}
+
+TEST_F(TrainerTest, ResumeRefusesADamagedCheckpointAndLeavesIt) {
+  Toy toy;
+  const auto ckpt = dir.file("ckpt.pt");
+  {
+    std::ofstream out(ckpt, std::ios::binary);
+    out << "garbage";
+  }
+  Trainer t(toy.net, toy.loss(), TrainerOptions(5).checkpoint_path(ckpt));
+  EXPECT_THROW_MSG(t.run(), "truncated, damaged");
+  EXPECT_EQ(read_text(ckpt), "garbage");
+  // A checkpoint of another model is refused too.
+  Trainer(
+      toy.net, toy.loss(), TrainerOptions(2).checkpoint_path(dir.file("a.pt")))
+      .run();
+  MLP other(MLPOptions(2).hidden(8).num_timesteps(20));
+  Model m(other, Prediction::Epsilon);
+  Trainer v(
+      other,
+      [&](int64_t) {
+        return m(torch::randn({4, 2}), torch::zeros({4}, torch::kLong)).sum();
+      },
+      TrainerOptions(5).checkpoint_path(dir.file("a.pt")));
+  EXPECT_THROW_MSG(v.run(), "different model");
+}
+
+TEST_F(TrainerTest, RejectsBadInput) {
+  Toy toy;
+  auto loss = toy.loss();
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(-1)), "steps must be >= 0, got -1");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).log_every(0)),
+      "log_every must be > 0, got 0");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).ema_decay(1.0)),
+      "ema_decay must lie in [0, 1), got 1");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).lr(0)), "lr must be > 0, got 0");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).lr_warmup(-2)),
+      "lr_warmup must be >= 0, got -2");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).checkpoint_every(-1)),
+      "checkpoint_every must be >= 0");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).grad_clip(NAN)),
+      "grad_clip must be finite");
+  EXPECT_THROW_MSG(
+      Trainer(toy.net, LossFn(), TrainerOptions(1)), "loss function is empty");
+  EXPECT_THROW_MSG(
+      Trainer(std::shared_ptr<torch::nn::Module>(), loss, TrainerOptions(1)),
+      "module is null");
+  EXPECT_THROW_MSG(
+      Trainer(
+          toy.net, [](int64_t) { return torch::ones({2}); }, TrainerOptions(1))
+          .run(),
+      "single-element tensor, got [2]");
+  EXPECT_THROW_MSG(
+      Trainer(
+          toy.net, [](int64_t) { return torch::ones({}); }, TrainerOptions(1))
+          .run(),
+      "does not require grad");
+  EXPECT_THROW_MSG(
+      Trainer(
+          toy.net,
+          loss,
+          TrainerOptions(1).csv_path(dir.file("no/such/dir/x.csv")))
+          .run(),
+      "cannot open the CSV log");
+}
+
+}  // namespace
+}  // namespace sbgm
