@@ -330,11 +330,14 @@ int run(const Config& cfg) {
   const auto last = trainer.run();
   const double train_s = seconds_since(train_start);
   std::printf(
-      "trained %lld steps in %.1f s (%lld parameters); final loss %.4f\n",
+      "trained to step %lld in %.1f s (%lld parameters); final loss %.4f\n",
       static_cast<long long>(trainer.step()),
       train_s,
       static_cast<long long>(num_params),
       last.loss);
+  if (!std::isfinite(last.loss)) {
+    std::printf("(resumed at the last step: nothing left to train)\n");
+  }
   if (auto* ema = trainer.ema()) {
     ema->copy_to(*net);
   }
@@ -416,6 +419,10 @@ int run(const Config& cfg) {
   if (losses.empty() && std::isfinite(last.loss) && last.loss > 0) {
     losses.push_back(last.loss);
   }
+  // A run resumed at its last step trains nothing: its final loss is the
+  // last one logged.
+  const double final_loss =
+      std::isfinite(last.loss) || losses.empty() ? last.loss : losses.back();
   if (!losses.empty()) {
     sbgm::io::save_png(
         out("loss.png"),
@@ -439,7 +446,7 @@ int run(const Config& cfg) {
   json.integer("batch", cfg.batch);
   json.number("lr", cfg.lr);
   json.number("train_seconds", train_s);
-  json.number("final_loss", last.loss);
+  json.number("final_loss", final_loss);
   json.integer("num_samples", cfg.num_samples);
   json.integer("sample_steps", traj_steps);
   json.integer("nfe", result.nfe);
