@@ -18,6 +18,7 @@
 /// Nothing here reads tensor values back to the host (no device sync); t
 /// values are range-checked only when they live on the CPU.
 
+#include <torch/arg.h>
 #include <torch/types.h>
 
 #include <optional>

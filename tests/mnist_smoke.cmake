@@ -1,0 +1,36 @@
+# Runs sbgm-mnist for a few steps on the MNIST fixture and checks that it
+# succeeds and writes every output file. Called by ctest with -DEXE, -DDATA,
+# -DCLASSIFIER and -DOUT.
+file(REMOVE_RECURSE ${OUT})
+execute_process(
+  COMMAND ${EXE} --data ${DATA} --steps 5 --batch 8 --num-samples 4
+    --sample-steps 5 --classifier ${CLASSIFIER}
+    --likelihood --likelihood-images 2 --ode-tol 1e-2 --out ${OUT}
+  RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "sbgm-mnist failed with exit status ${rc}")
+endif()
+foreach(f samples.npy samples.png denoise.png loss.png loss.csv metrics.json checkpoint.pt)
+  if(NOT EXISTS ${OUT}/${f})
+    message(FATAL_ERROR "sbgm-mnist did not write ${OUT}/${f}")
+  endif()
+endforeach()
+# 4 x 1 x 28 x 28 float32 after a 128-byte .npy header.
+file(SIZE ${OUT}/samples.npy npy_size)
+if(NOT npy_size EQUAL 12672)
+  message(FATAL_ERROR "samples.npy has ${npy_size} bytes, expected 12672")
+endif()
+file(READ ${OUT}/metrics.json metrics)
+foreach(key train_seconds final_loss frechet_samples_vs_test frechet_train_vs_test
+        classifier_score_samples bits_per_dim)
+  if(NOT metrics MATCHES "\"${key}\": [-0-9.e+]+")
+    message(FATAL_ERROR "metrics.json lacks a number for ${key}:\n${metrics}")
+  endif()
+endforeach()
+# A wrong flag combination must fail with a message, not crash.
+execute_process(
+  COMMAND ${EXE} --data ${DATA} --mode ddpm --sampler em --out ${OUT}/bad
+  RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "does not go with")
+  message(FATAL_ERROR "--mode ddpm --sampler em: status ${rc}, stderr: ${err}")
+endif()
