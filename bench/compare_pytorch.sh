@@ -30,7 +30,7 @@ if [ "$workload" = all ]; then
 fi
 declare -A sb py_us flops
 IFS=, read -r -a names <<<"$workload"
-field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 for w in "${names[@]}"; do
   a=$("$build/bench/sbgm-bench" --workload "$w" --threads "$threads" --iters "$iters")
   b=$("$py" "$root/bench/peer.py" --workload "$w" --threads "$threads" --iters "$iters")

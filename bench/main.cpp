@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
       eager,
       "CUDA: sample without CUDA graphs (and the naive training step)");
   CLI11_PARSE(app, argc, argv);
+  sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
 
   try {
     torch::set_num_threads(threads);

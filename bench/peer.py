@@ -280,8 +280,22 @@ def mnist_sample(iters):
     return step, flops, 1
 
 
+def mnist_forward(iters):
+    torch.manual_seed(0)
+    net = UNet().eval()
+    x = torch.randn(MNIST_SAMPLE_BATCH, 1, 28, 28)
+    t = torch.rand(MNIST_SAMPLE_BATCH)
+
+    def step():
+        with torch.inference_mode():
+            net(x, t)
+
+    return step, unet_forward_flops(net, x, t), 1
+
+
 WORKLOADS = {"swiss_train": swiss_train, "swiss_sample": swiss_sample,
-             "mnist_train": mnist_train, "mnist_sample": mnist_sample}
+             "mnist_train": mnist_train, "mnist_sample": mnist_sample,
+             "mnist_forward": mnist_forward}
 
 
 def main():
@@ -294,7 +308,7 @@ def main():
     names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
     for name in names:
         default_iters = {"swiss_train": 2000, "swiss_sample": 40,
-                         "mnist_train": 30, "mnist_sample": 20}[name]
+                         "mnist_train": 30, "mnist_sample": 20, "mnist_forward": 20}[name]
         iters = args.iters or default_iters
         step, flops, per_call = WORKLOADS[name](iters)
         for _ in range(max(10, iters // 10)):

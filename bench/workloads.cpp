@@ -280,6 +280,29 @@ Workload mnist_sample(torch::Device device, bool graphs) {
   return w;
 }
 
+// One forward pass of the U-Net for 64 images (no autograd): the floor of
+// mnist_sample.
+Workload mnist_forward(torch::Device device) {
+  auto sde = std::make_shared<VESDE>(kSigma);
+  UNet net = mnist_unet(sde);
+  net->to(device);
+  net->eval();
+  auto x = torch::randn({kMnistSampleBatch, 1, 28, 28}, torch::device(device));
+  auto t = torch::rand({kMnistSampleBatch}, torch::device(device));
+  Workload w;
+  w.default_iters = 20;
+  w.sync = [device] { sync_device(device); };
+  {
+    torch::NoGradGuard ng;
+    w.flops = count_flops([&] { net->forward(x, t); });
+  }
+  w.step = [net, x, t]() mutable {
+    c10::InferenceMode guard;
+    net->forward(x, t);
+  };
+  return w;
+}
+
 }  // namespace
 
 std::vector<std::string> workload_names() {
@@ -314,12 +337,14 @@ Workload make_workload(
     return mnist_train(device, "naive");
   if (name == "mnist_sample")
     return mnist_sample(device, graphs);
+  if (name == "mnist_forward")
+    return mnist_forward(device);
   TORCH_CHECK(
       false,
       "unknown workload '",
       name,
       "' (swiss_train[_flat|_naive], swiss_sample[_naive], "
-      "mnist_train[_naive], mnist_sample)");
+      "mnist_train[_naive], mnist_sample, mnist_forward)");
 }
 
 }  // namespace sbgm::bench

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu, cuda, cuda:1, ...");
   app.add_option("--seed", seed, "random seed");
   CLI11_PARSE(app, argc, argv);
+  sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
 
   try {
     torch::manual_seed(seed);

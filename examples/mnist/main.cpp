@@ -610,6 +610,7 @@ int main(int argc, char** argv) {
       "classifier weights from sbgm-mnist-classifier, for quality figures");
   app.add_option("--seed", cfg.seed, "random seed")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
   try {
     return run(cfg);
   } catch (const c10::Error& e) {

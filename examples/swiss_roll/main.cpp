@@ -146,9 +146,11 @@ int main(int argc, char** argv) {
       "continue from OUT/checkpoint.pt when it exists (else start afresh)");
   app.add_option("--out", c.out, "output directory");
   app.add_option(
-      "--threads", c.threads,
+      "--threads",
+      c.threads,
       "CPU threads (default 1: a 2-D model is too small to gain from more)");
   CLI11_PARSE(app, argc, argv);
+  sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
   apply_preset(c);
 
   try {

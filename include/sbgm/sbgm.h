@@ -19,6 +19,7 @@
 #include "sbgm/nets/mlp_fused.h"
 #include "sbgm/nets/unet.h"
 #include "sbgm/optim/flat_adam.h"
+#include "sbgm/perf.h"
 #include "sbgm/samplers/ancestral.h"
 #include "sbgm/samplers/common.h"
 #include "sbgm/samplers/ode.h"
