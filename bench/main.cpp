@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
 
   try {
-    torch::set_num_threads(threads);
+    sbgm::set_num_threads(threads);
     const torch::Device device(device_name);
     TORCH_CHECK(
         !device.is_cuda() || torch::cuda::is_available(),

@@ -293,9 +293,19 @@ def mnist_forward(iters):
     return step, unet_forward_flops(net, x, t), 1
 
 
+def gemm_peak(iters):
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    c = torch.empty(1024, 1024)
+
+    def step():
+        torch.mm(a, b, out=c)
+
+    return step, 2 * 1024 ** 3, 1
+
+
 WORKLOADS = {"swiss_train": swiss_train, "swiss_sample": swiss_sample,
              "mnist_train": mnist_train, "mnist_sample": mnist_sample,
-             "mnist_forward": mnist_forward}
+             "mnist_forward": mnist_forward, "gemm_peak": gemm_peak}
 
 
 def main():
@@ -308,7 +318,7 @@ def main():
     names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
     for name in names:
         default_iters = {"swiss_train": 2000, "swiss_sample": 40,
-                         "mnist_train": 30, "mnist_sample": 20, "mnist_forward": 20}[name]
+                         "mnist_train": 30, "mnist_sample": 20, "mnist_forward": 20, "gemm_peak": 20}[name]
         iters = args.iters or default_iters
         step, flops, per_call = WORKLOADS[name](iters)
         for _ in range(max(10, iters // 10)):

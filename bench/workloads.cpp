@@ -303,6 +303,21 @@ Workload mnist_forward(torch::Device device) {
   return w;
 }
 
+// A 1024^3 single-precision matrix product: what the BLAS reaches on this
+// machine, to turn FLOPs into an arithmetic floor for the other workloads.
+Workload gemm_peak(torch::Device device) {
+  constexpr int64_t n = 1024;
+  auto a = torch::randn({n, n}, torch::device(device));
+  auto b = torch::randn({n, n}, torch::device(device));
+  auto c = torch::empty({n, n}, torch::device(device));
+  Workload w;
+  w.default_iters = 20;
+  w.sync = [device] { sync_device(device); };
+  w.flops = 2 * n * n * n;
+  w.step = [a, b, c]() mutable { at::mm_out(c, a, b); };
+  return w;
+}
+
 }  // namespace
 
 std::vector<std::string> workload_names() {
@@ -339,12 +354,14 @@ Workload make_workload(
     return mnist_sample(device, graphs);
   if (name == "mnist_forward")
     return mnist_forward(device);
+  if (name == "gemm_peak")
+    return gemm_peak(device);
   TORCH_CHECK(
       false,
       "unknown workload '",
       name,
       "' (swiss_train[_flat|_naive], swiss_sample[_naive], "
-      "mnist_train[_naive], mnist_sample, mnist_forward)");
+      "mnist_train[_naive], mnist_sample, mnist_forward, gemm_peak)");
 }
 
 }  // namespace sbgm::bench

@@ -1,6 +1,10 @@
 #include "sbgm/perf.h"
 
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
 #if defined(__GLIBC__)
+#include <dlfcn.h>
 #include <malloc.h>
 #endif
 
@@ -14,6 +18,25 @@ bool tune_cpu_allocator() {
 #else
   return false;
 #endif
+}
+
+bool set_num_threads(int num_threads) {
+  TORCH_CHECK(
+      num_threads > 0,
+      "set_num_threads: need at least one thread, got ",
+      num_threads);
+  at::set_num_threads(num_threads);
+#if defined(__GLIBC__)
+  // OpenBLAS, when LibTorch was linked against it (looked up at run time so
+  // that other BLAS builds need nothing).
+  using SetFn = void (*)(int);
+  if (auto fn = reinterpret_cast<SetFn>(
+          dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    fn(num_threads);
+    return true;
+  }
+#endif
+  return false;
 }
 
 }  // namespace sbgm

@@ -1,9 +1,9 @@
-#include <sbgm/perf.h>
-
 #include <gtest/gtest.h>
+#include <sbgm/perf.h>
 #include <torch/torch.h>
 
 #if defined(__GLIBC__)
+#include <dlfcn.h>
 #include <malloc.h>
 #endif
 
@@ -23,6 +23,33 @@ TEST(Perf, TunedAllocatorKeepsLargeTensorsOnTheHeap) {
 #else
   GTEST_SKIP() << "tune_cpu_allocator() acts on glibc >= 2.33 only";
 #endif
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Perf, SetNumThreadsSetsTorchAndOpenBlas) {
+  const int before = torch::get_num_threads();
+  const bool blas = sbgm::set_num_threads(1);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+#if defined(__GLIBC__)
+  using GetFn = int (*)();
+  auto get =
+      reinterpret_cast<GetFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  EXPECT_EQ(blas, get != nullptr);
+  if (get != nullptr) {
+    EXPECT_EQ(get(), 1);
+  }
+#endif
+  sbgm::set_num_threads(before);
+  EXPECT_EQ(torch::get_num_threads(), before);
+  EXPECT_THROW(sbgm::set_num_threads(0), c10::Error);
+  try {
+    sbgm::set_num_threads(-2);
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("got -2"), std::string::npos);
+  }
 }
 
 }  // namespace

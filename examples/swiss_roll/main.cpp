@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
 
   try {
     torch::manual_seed(c.seed);
-    torch::set_num_threads(c.threads);
+    sbgm::set_num_threads(c.threads);
     const torch::Device device =
         c.device == "auto"
             ? (torch::cuda::is_available() ? torch::Device(torch::kCUDA)

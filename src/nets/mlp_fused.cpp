@@ -72,6 +72,7 @@ torch::Tensor FusedMLPStep::operator()(
     emb_ = torch::empty({n, o.hidden()}, opts);
     dh_ = torch::empty({n, o.hidden()}, opts);
     out_ = torch::empty({n, o.input_dim()}, opts);
+    ones_ = torch::ones({n}, opts);
   }
   torch::NoGradGuard no_grad;
   h_[0] = x;
@@ -94,7 +95,7 @@ torch::Tensor FusedMLPStep::operator()(
 
   // Backward.
   grad_of(net_->out->weight).addmm_(out_.t(), h_[depth]);
-  grad_of(net_->out->bias).add_(out_.sum(0));
+  grad_of(net_->out->bias).addmv_(out_.t(), ones_);
   at::mm_out(dh_, out_, net_->out->weight);
   for (int64_t l = depth - 1; l >= 0; --l) {
     auto lin = net_->layers[l]->as<torch::nn::Linear>();
@@ -102,7 +103,7 @@ torch::Tensor FusedMLPStep::operator()(
     torch::Tensor& dz = z_[l];  // reuse: z_l is not needed any more
     at::threshold_backward_out(dz, dh_, h_[l + 1], 0);
     grad_of(lin->weight).addmm_(dz.t(), h_[l]);
-    grad_of(lin->bias).add_(dz.sum(0));
+    grad_of(lin->bias).addmv_(dz.t(), ones_);
     grad_of(table).index_add_(0, t, dz);
     if (l > 0) {
       at::mm_out(dh_, dz, lin->weight);

@@ -1,7 +1,10 @@
 #include "sbgm/optim/flat_adam.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/serialize/archive.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace sbgm {
@@ -41,6 +44,146 @@ std::vector<torch::optim::OptimizerParamGroup> one_group(
   std::vector<torch::optim::OptimizerParamGroup> g;
   g.emplace_back(std::move(params), std::make_unique<FlatAdamOptions>(o));
   return g;
+}
+
+// Elements per task of the CPU kernels (below it one thread does it all).
+constexpr int64_t kGrain = 32768;
+
+struct AdamScalars {
+  double max_norm, weight_decay, b1, b2, eps, step_size, sqrt_bc2;
+};
+
+// x86-64 with GCC: build the kernels for AVX-512, AVX2 and baseline SSE and
+// pick one at load time (ifunc), without requiring -march for the library.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__GLIBC__)
+#define SBGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SBGM_CLONES
+#endif
+
+// One contiguous chunk of the update: a plain loop the compiler vectorizes.
+template <typename T>
+inline __attribute__((always_inline)) void adam_update_body(
+    T* __restrict p,
+    T* __restrict g,
+    T* __restrict m,
+    T* __restrict v,
+    int64_t n,
+    T coef,
+    T wd,
+    T b1,
+    T b2,
+    T eps,
+    T step,
+    T sqrt_bc2) {
+  const T one_b1 = 1 - b1, one_b2 = 1 - b2;
+  for (int64_t i = 0; i < n; ++i) {
+    const T gc = g[i] * coef;
+    g[i] = gc;
+    const T gi = gc + wd * p[i];
+    const T mi = m[i] * b1 + gi * one_b1;
+    const T vi = v[i] * b2 + gi * gi * one_b2;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] += step * (mi / (std::sqrt(vi) / sqrt_bc2 + eps));
+  }
+}
+
+// Sum of squares in double with 8 independent partial sums (so that it
+// vectorizes without reassociating).
+template <typename T>
+inline __attribute__((always_inline)) double sum_squares_body(
+    const T* __restrict g, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) {
+      const double x = static_cast<double>(g[i + j]);
+      acc[j] += x * x;
+    }
+  }
+  double total = 0;
+  for (; i < n; ++i) {
+    total += static_cast<double>(g[i]) * static_cast<double>(g[i]);
+  }
+  for (double a : acc) {
+    total += a;
+  }
+  return total;
+}
+
+#define SBGM_ADAM_KERNELS(T)                                                   \
+  SBGM_CLONES void adam_update(                                                \
+      T* __restrict p,                                                         \
+      T* __restrict g,                                                         \
+      T* __restrict m,                                                         \
+      T* __restrict v,                                                         \
+      int64_t n,                                                               \
+      T coef,                                                                  \
+      T wd,                                                                    \
+      T b1,                                                                    \
+      T b2,                                                                    \
+      T eps,                                                                   \
+      T step,                                                                  \
+      T sqrt_bc2) {                                                            \
+    adam_update_body<T>(p, g, m, v, n, coef, wd, b1, b2, eps, step, sqrt_bc2); \
+  }                                                                            \
+  SBGM_CLONES double sum_squares(const T* __restrict g, int64_t n) {           \
+    return sum_squares_body<T>(g, n);                                          \
+  }
+SBGM_ADAM_KERNELS(float)
+SBGM_ADAM_KERNELS(double)
+#undef SBGM_ADAM_KERNELS
+
+// The whole FlatAdam step on CPU in two passes over the buffers, instead of
+// ~15 tensor operations (each a pass of its own plus dispatch overhead):
+// pass 1 the squared norm (in double), pass 2 clip, weight decay, moments
+// and update, in the order and rounding of the tensor version. Returns the
+// gradient norm (0 when not clipping).
+template <typename T>
+double adam_cpu(
+    T* __restrict p,
+    T* __restrict g,
+    T* __restrict m,
+    T* __restrict v,
+    int64_t n,
+    const AdamScalars& a) {
+  double norm = 0;
+  T coef = 1;
+  if (a.max_norm > 0) {
+    const double ss = at::parallel_reduce(
+        0,
+        n,
+        kGrain,
+        0.0,
+        [&](int64_t lo, int64_t hi, double acc) {
+          return acc + sum_squares(g + lo, hi - lo);
+        },
+        std::plus<double>());
+    norm = std::sqrt(ss);
+    coef = static_cast<T>(std::min(1.0, a.max_norm / (norm + 1e-6)));
+  }
+  const T wd = static_cast<T>(a.weight_decay), b1 = static_cast<T>(a.b1),
+          b2 = static_cast<T>(a.b2), eps = static_cast<T>(a.eps),
+          step = static_cast<T>(-a.step_size),
+          sqrt_bc2 = static_cast<T>(a.sqrt_bc2);
+  at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
+    adam_update(
+        p + lo,
+        g + lo,
+        m + lo,
+        v + lo,
+        hi - lo,
+        coef,
+        wd,
+        b1,
+        b2,
+        eps,
+        step,
+        sqrt_bc2);
+  });
+  return norm;
 }
 }  // namespace
 
@@ -104,6 +247,24 @@ FlatAdamOptions& FlatAdam::opts() {
 // (set to none, or freshly allocated) likewise.
 void FlatAdam::resync() {
   torch::NoGradGuard no_grad;
+  // Fast path: every parameter and gradient still points into the buffers
+  // (pointer comparisons only; building the slice tensors costs a few
+  // dispatcher calls per parameter, most of a small model's step).
+  const auto esize = static_cast<int64_t>(flat_.element_size());
+  const char* p0 = static_cast<const char*>(flat_.data_ptr());
+  const char* g0 = static_cast<const char*>(flat_grad_.data_ptr());
+  bool in_place = true;
+  for (const auto& s : slots_) {
+    const auto& g = s.param.grad();
+    if (s.param.data_ptr() != p0 + s.offset * esize || !g.defined() ||
+        g.data_ptr() != g0 + s.offset * esize) {
+      in_place = false;
+      break;
+    }
+  }
+  if (in_place) {
+    return;
+  }
   for (auto& s : slots_) {
     auto pv = flat_.narrow(0, s.offset, s.numel).view(s.param.sizes());
     if (s.param.data_ptr() != pv.data_ptr()) {
@@ -141,6 +302,33 @@ torch::Tensor FlatAdam::step(LossClosure closure) {
   auto& o = opts();
   check_options(o);
   ++step_;
+  const auto [b1, b2] = o.betas();
+  const double k = static_cast<double>(step_);
+  const double bc1 = 1.0 - std::pow(b1, k);
+  const double bc2 = 1.0 - std::pow(b2, k);
+  if (flat_.device().is_cpu()) {
+    const AdamScalars a{
+        o.max_grad_norm(),
+        o.weight_decay(),
+        b1,
+        b2,
+        o.eps(),
+        o.lr() / bc1,
+        std::sqrt(bc2)};
+    AT_DISPATCH_FLOATING_TYPES(flat_.scalar_type(), "FlatAdam::step", [&] {
+      const double norm = adam_cpu<scalar_t>(
+          flat_.data_ptr<scalar_t>(),
+          flat_grad_.data_ptr<scalar_t>(),
+          exp_avg_.data_ptr<scalar_t>(),
+          exp_avg_sq_.data_ptr<scalar_t>(),
+          flat_.numel(),
+          a);
+      if (o.max_grad_norm() > 0) {
+        last_norm_ = torch::scalar_tensor(norm, flat_.options());
+      }
+    });
+    return loss;
+  }
   auto& g = flat_grad_;
   if (o.max_grad_norm() > 0) {
     last_norm_ = g.norm();
@@ -152,10 +340,6 @@ torch::Tensor FlatAdam::step(LossClosure closure) {
   if (o.weight_decay() != 0) {
     grad = g.add(flat_, o.weight_decay());
   }
-  const auto [b1, b2] = o.betas();
-  const double k = static_cast<double>(step_);
-  const double bc1 = 1.0 - std::pow(b1, k);
-  const double bc2 = 1.0 - std::pow(b2, k);
   exp_avg_.mul_(b1).add_(grad, 1.0 - b1);
   exp_avg_sq_.mul_(b2).addcmul_(grad, grad, 1.0 - b2);
   auto denom = (exp_avg_sq_.sqrt() / std::sqrt(bc2)).add_(o.eps());

@@ -13,8 +13,8 @@
 /// writing into buffers kept between steps:
 ///   z_l = h_{l-1} W_l^T + b_l + E_l[t],  h_l = relu(z_l)   (l = 1..depth)
 ///   out = h_L W_o^T + b_o,  r = out - target,  g = 2 r / numel(r)
-///   dW_o += g^T h_L,  db_o += sum_rows g,  dh_L = g W_o
-///   dz_l = dh_l * [h_l > 0],  dW_l += dz_l^T h_{l-1},  db_l += sum_rows dz_l,
+///   dW_o += g^T h_L,  db_o += g^T 1,  dh_L = g W_o
+///   dz_l = dh_l * [h_l > 0],  dW_l += dz_l^T h_{l-1},  db_l += dz_l^T 1,
 ///   dE_l[t] += dz_l (index_add),  dh_{l-1} = dz_l W_l.
 /// Gradients accumulate into each parameter's grad() as backward() would
 /// (allocated as zeros when undefined), so any optimizer, and FlatAdam's
@@ -59,6 +59,7 @@ class FusedMLPStep {
   std::vector<torch::Tensor> z_;  // pre-activations, then dz in place
   std::vector<torch::Tensor> h_;  // h_0 = x (not owned), h_1..h_L
   torch::Tensor emb_, out_, dh_;
+  torch::Tensor ones_;  // [N]: bias gradients as one matrix-vector product
 };
 
 }  // namespace sbgm
