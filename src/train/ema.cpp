@@ -59,11 +59,67 @@ double EMA::current_decay() const {
   return std::min(decay_, (1.0 + n) / (10.0 + n));
 }
 
+namespace {
+
+std::vector<int64_t> packed_strides(torch::IntArrayRef sizes) {
+  std::vector<int64_t> strides(sizes.size(), 1);
+  for (int64_t i = static_cast<int64_t>(sizes.size()) - 2; i >= 0; --i) {
+    strides[i] = strides[i + 1] * std::max<int64_t>(sizes[i + 1], 1);
+  }
+  return strides;
+}
+
+// All of `ps` as one flat tensor when they lie back to back, contiguous, in
+// one storage (as FlatAdam lays a module's parameters out); else undefined.
+torch::Tensor flat_run(const std::vector<torch::Tensor>& ps) {
+  if (ps.empty()) {
+    return {};
+  }
+  const auto& p0 = ps[0];
+  int64_t next = p0.storage_offset();
+  for (const auto& p : ps) {
+    if (!p.is_contiguous() || p.scalar_type() != p0.scalar_type() ||
+        p.device() != p0.device() || !p.storage().is_alias_of(p0.storage()) ||
+        p.storage_offset() != next) {
+      return {};
+    }
+    next += p.numel();
+  }
+  return torch::empty({0}, p0.options())
+      .set_(
+          p0.storage(), p0.storage_offset(), {next - p0.storage_offset()}, {1});
+}
+
+}  // namespace
+
 void EMA::update(const torch::nn::Module& module) {
   check_module(module, "EMA::update");
   const double d = current_decay();
   torch::NoGradGuard no_grad;
   auto params = module.parameters(/*recurse=*/true);
+  // Parameters in one flat buffer (FlatAdam): keep the shadow flat too and
+  // update it with two kernels instead of two per parameter.
+  if (const torch::Tensor flat = flat_run(params); flat.defined()) {
+    if (!flat_run(shadow_).defined() || shadow_[0].device() != flat.device() ||
+        shadow_[0].scalar_type() != flat.scalar_type()) {
+      auto buf = torch::empty({flat.numel()}, flat.options());
+      int64_t off = 0;
+      for (auto& s : shadow_) {
+        auto slot = torch::empty({0}, buf.options())
+                        .set_(
+                            buf.storage(),
+                            off,
+                            s.sizes(),
+                            packed_strides(s.sizes()));
+        slot.copy_(s);
+        s = slot;
+        off += s.numel();
+      }
+    }
+    flat_run(shadow_).mul_(d).add_(flat, 1.0 - d);
+    ++num_updates_;
+    return;
+  }
   for (size_t i = 0; i < shadow_.size(); ++i) {
     auto& s = shadow_[i];
     const auto& p = params[i];
