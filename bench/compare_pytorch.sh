@@ -7,7 +7,7 @@
 #                            [--repeat R] [--memory]
 # Each workload runs R times (default 3), alternating sbgm and PyTorch, and
 # the table shows each side's median. Both sides get OMP_NUM_THREADS and
-# OPENBLAS_NUM_THREADS = K (sbgm-bench also sets them itself).
+# OPENBLAS_NUM_THREADS = K and the same malloc settings (see below).
 # --memory also measures the peak resident memory of MNIST training (the
 # mnist_train workload of each side, the MNIST demo's loop) with /usr/bin/time.
 set -euo pipefail
@@ -27,7 +27,14 @@ build=${SBGM_BUILD_DIR:-$root/build}
 SBGM_EXTRA_PACKAGES="python3-torch time" SBGM_BUILD_DIR=$build \
   SBGM_BUILD_TARGETS=sbgm-bench "$root/scripts/build.sh" >&2
 py=/usr/bin/python3  # Debian's python3-torch lives here, not in pyenv's
+# The same process settings on both sides: threads for OpenMP and OpenBLAS,
+# and glibc's malloc keeping freed tensor memory (sbgm-bench does both itself
+# through sbgm::set_num_threads and sbgm::tune_cpu_allocator; Python gets
+# them from the environment). Without the malloc settings the Python side
+# page-faults its temporaries in again every step and was up to 2x slower
+# here, and erratically so.
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
+export MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824
 
 if [ "$workload" = all ]; then
   workload=swiss_train,swiss_sample,mnist_train,mnist_sample

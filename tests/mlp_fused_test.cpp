@@ -145,3 +145,59 @@ TEST_F(FusedMLPStepTest, TrainerAcceptsAClosureThatComputesGradients) {
 }
 
 }  // namespace
+
+namespace {
+
+// A time shared by the batch (0-dim, or expanded with stride 0 as the
+// samplers pass it) takes the folded-bias path; it must give what the same
+// time written out per sample gives, for each embedding kind, and gradients.
+TEST(MLPSharedTime, FoldedBiasPathMatchesPerSampleTimes) {
+  for (auto kind :
+       {sbgm::TimeEmbeddingKind::Learned,
+        sbgm::TimeEmbeddingKind::Sinusoidal,
+        sbgm::TimeEmbeddingKind::Fourier}) {
+    torch::manual_seed(2);
+    auto opts = MLPOptions(2).hidden(16).embedding(kind);
+    const bool learned = kind == sbgm::TimeEmbeddingKind::Learned;
+    if (learned) {
+      opts.num_timesteps(9);
+    }
+    MLP net(opts);
+    net->to(torch::kDouble);
+    const auto x = torch::randn({7, 2}, torch::kDouble);
+    const auto one = learned ? torch::full({1}, 4, torch::kLong)
+                             : torch::full({1}, 0.3, torch::kDouble);
+    const auto full = one.repeat({7});
+    const auto ref = net->forward(x, full);
+    EXPECT_LT(
+        sbgm::test::max_abs_diff(net->forward(x, one.expand({7})), ref), 1e-12);
+    EXPECT_LT(
+        sbgm::test::max_abs_diff(net->forward(x, one.squeeze(0)), ref), 1e-12);
+    {
+      c10::InferenceMode guard;
+      EXPECT_LT(
+          sbgm::test::max_abs_diff(net->forward(x, one.expand({7})), ref),
+          1e-12);
+    }
+    // Gradients through the folded path equal those of the per-sample path.
+    auto grads = [&](const torch::Tensor& t) {
+      for (auto& p : net->parameters()) {
+        p.mutable_grad() = torch::Tensor();
+      }
+      net->forward(x, t).square().sum().backward();
+      std::vector<torch::Tensor> g;
+      for (auto& p : net->parameters()) {
+        g.push_back(
+            p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+      }
+      return g;
+    };
+    const auto ga = grads(full), gb = grads(one.expand({7}));
+    for (size_t i = 0; i < ga.size(); ++i) {
+      EXPECT_LT(sbgm::test::max_abs_diff(ga[i], gb[i]), 1e-12)
+          << "parameter " << i;
+    }
+  }
+}
+
+}  // namespace

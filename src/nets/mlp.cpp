@@ -120,18 +120,33 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
   // Learned needs step indices; the fixed embeddings also take integer t.
   detail::check_time_tensor(
       t, x, /*integer=*/learned || !t.is_floating_point(), "MLP");
-  auto tt = t.dim() == 0 ? t.expand({x.size(0)}) : t;
+  // One time shared by the batch (a 0-dim t, or an expanded one with
+  // stride 0, as the samplers pass it): embed it once and fold it into each
+  // layer's bias, h_l = act(h W^T + (b + e(t))), instead of gathering N
+  // copies of the embedding rows.
+  const bool shared_t = t.dim() == 0 || (x.size(0) > 0 && t.stride(0) == 0);
+  auto tt = shared_t ? t.reshape({-1}).slice(0, 0, 1)
+                     : (t.dim() == 0 ? t.expand({x.size(0)}) : t);
   torch::Tensor shared;
   if (!learned) {
     shared = time_embedding->forward(tt).to(x.scalar_type());
   }
   auto h = x;
   for (size_t l = 0; l < layers->size(); ++l) {
-    h = layers[l]->as<torch::nn::Linear>()->forward(h);
+    auto lin = layers[l]->as<torch::nn::Linear>();
     torch::Tensor e =
         learned ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
                 : embeddings[l]->as<torch::nn::Linear>()->forward(shared);
-    h = apply_activation(o.activation(), h + e);
+    if (shared_t) {
+      h = torch::addmm(lin->bias + e.squeeze(0), h, lin->weight.t());
+    } else {
+      h = lin->forward(h) + e;
+    }
+    if (o.activation() == Activation::ReLU && !h.requires_grad()) {
+      h.relu_();
+    } else {
+      h = apply_activation(o.activation(), h);
+    }
   }
   return out->forward(h);
 }

@@ -105,12 +105,14 @@ void DDPMSampler::step(torch::Tensor& x, int64_t t) {
       t);
   c10::InferenceMode guard;
   const auto i = static_cast<size_t>(t);
-  if (!tbuf_.defined() || tbuf_.size(0) != x.size(0) ||
-      tbuf_.device() != x.device()) {
-    tbuf_ = torch::empty({x.size(0)}, x.options().dtype(torch::kLong));
+  // One time for the whole batch, handed over as an expanded [N] tensor
+  // (stride 0): one fill per step, and models can see that t is shared
+  // (sbgm::MLP then embeds it once).
+  if (!tbuf_.defined() || tbuf_.device() != x.device()) {
+    tbuf_ = torch::empty({1}, x.options().dtype(torch::kLong));
   }
   tbuf_.fill_(t);
-  auto out = model_(x, tbuf_);
+  auto out = model_(x, tbuf_.expand({x.size(0)}));
   if (out.data_ptr() == x.data_ptr()) {
     out = out.clone();  // the model handed back x itself
   }

@@ -106,12 +106,15 @@ void EulerMaruyamaSampler::step(torch::Tensor& x, int64_t i) {
   const double t = time(i);
   const auto k = static_cast<size_t>(i);
   c10::InferenceMode guard;
-  if (!tbuf_.defined() || tbuf_.size(0) != x.size(0) ||
-      tbuf_.scalar_type() != x.scalar_type() || tbuf_.device() != x.device()) {
-    tbuf_ = torch::empty({x.size(0)}, x.options());
+  // One time for the whole batch, handed over as an expanded [N] tensor
+  // (stride 0): one fill per step, and models can see that t is shared
+  // (sbgm::MLP then embeds it once).
+  if (!tbuf_.defined() || tbuf_.scalar_type() != x.scalar_type() ||
+      tbuf_.device() != x.device()) {
+    tbuf_ = torch::empty({1}, x.options());
   }
   tbuf_.fill_(t);
-  auto out = model_(x, tbuf_);
+  auto out = model_(x, tbuf_.expand({x.size(0)}));
   if (out.data_ptr() == x.data_ptr()) {
     out = out.clone();  // the model handed back x itself
   }
