@@ -45,7 +45,6 @@ int main(int argc, char** argv) {
   int threads = 1;
   int64_t iters = 0;
   std::string device_name = "cpu";
-  bool eager = false;
   CLI::App app{"sbgm-bench: time sbgm's training and sampling steps"};
   app.add_option(
       "--workload",
@@ -56,10 +55,6 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--iters", iters, "timed iterations (0: per workload)");
   app.add_option("--device", device_name, "cpu or cuda");
-  app.add_flag(
-      "--eager",
-      eager,
-      "CUDA: sample without CUDA graphs (and the naive training step)");
   CLI11_PARSE(app, argc, argv);
   sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
 
@@ -85,8 +80,7 @@ int main(int argc, char** argv) {
       }
     }
     for (const auto& name : names) {
-      sbgm::bench::Workload w =
-          sbgm::bench::make_workload(name, device, /*fast=*/!eager);
+      sbgm::bench::Workload w = sbgm::bench::make_workload(name, device);
       const int64_t n = iters > 0 ? iters : w.default_iters;
       for (int64_t i = 0; i < std::max<int64_t>(10, n / 10); ++i)
         w.step();

@@ -10,8 +10,6 @@
 #include <memory>
 
 #ifdef SBGM_WITH_CUDA
-#include <ATen/cuda/CUDAGraph.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -251,7 +249,7 @@ Workload mnist_train(torch::Device device, const std::string& variant) {
   return w;
 }
 
-Workload mnist_sample(torch::Device device, bool graphs) {
+Workload mnist_sample(torch::Device device) {
   auto sde = std::make_shared<VESDE>(kSigma);
   UNet net = mnist_unet(sde);
   net->to(device);
@@ -271,7 +269,6 @@ Workload mnist_sample(torch::Device device, bool graphs) {
       *sde,
       samplers::EulerMaruyamaOptions().num_steps(kMnistSampleSteps));
   auto i = std::make_shared<int64_t>(0);
-  (void)graphs;
   w.step = [sampler, x, i] {
     c10::InferenceMode guard;
     sampler->step(*x, *i);
@@ -333,8 +330,7 @@ int64_t count_flops(const std::function<void()>& fn) {
   return g_flops.load();
 }
 
-Workload make_workload(
-    const std::string& name, torch::Device device, bool graphs) {
+Workload make_workload(const std::string& name, torch::Device device) {
   torch::manual_seed(0);
   if (name == "swiss_train")
     return swiss_train(device, "fast");
@@ -351,7 +347,7 @@ Workload make_workload(
   if (name == "mnist_train_naive")
     return mnist_train(device, "naive");
   if (name == "mnist_sample")
-    return mnist_sample(device, graphs);
+    return mnist_sample(device);
   if (name == "mnist_forward")
     return mnist_forward(device);
   if (name == "gemm_peak")

@@ -32,9 +32,7 @@ std::vector<std::string> workload_names();
 /// straightforward version (autograd + torch::optim::Adam +
 /// clip_grad_norm_, or a sampling loop with temporaries), "_flat" the
 /// autograd step with FlatAdam, for the table of what each change bought.
-/// `graphs`: CUDA sampling through a captured CUDA graph.
-Workload make_workload(
-    const std::string& name, torch::Device device, bool graphs);
+Workload make_workload(const std::string& name, torch::Device device);
 
 /// FLOPs of the convolutions and matrix products `fn` runs, counted from
 /// their input shapes by a RecordFunction observer (forward ops only).
