@@ -315,6 +315,110 @@ Workload gemm_peak(torch::Device device) {
   return w;
 }
 
+// Whole sampler runs on 1,000 2-D points with the exact score of an
+// 8-component Gaussian mixture ("gmm") or an untrained 64-unit MLP ("mlp"),
+// reported per sampler step: sample_<sampler>_<model>, sampler one of ddpm,
+// ddim, em, pc, heun (probability-flow ODE). DDPM/DDIM run on the seed's
+// T = 150 schedule (DDIM with 50 steps), the others on the VP SDE with 100
+// steps. PC and Heun evaluate the model twice per step.
+Workload sampler_run(
+    torch::Device device, const std::string& sampler, const std::string& kind) {
+  constexpr int64_t kPoints = 1000, kSteps = 100, kDdimSteps = 50;
+  const bool discrete = sampler == "ddpm" || sampler == "ddim";
+  auto schedule = std::make_shared<Schedule>(
+      Schedule::sigmoid(kSeedT, 1e-5, 5e-3).to(device));
+  auto sde = std::make_shared<VPSDE>();
+  std::shared_ptr<Model> model;
+  int64_t flops = 0;
+  if (kind == "gmm") {
+    const double pi = std::acos(-1.0);
+    auto angles = torch::arange(8, torch::kDouble) * (2 * pi / 8);
+    auto means = torch::stack({torch::cos(angles), torch::sin(angles)}, 1) * 2;
+    GaussianMixture gmm(
+        torch::ones({8}, torch::kDouble),
+        means.to(device),
+        torch::full({8}, 0.1, torch::kDouble).to(device));
+    model = std::make_shared<Model>(
+        discrete ? gmm.schedule_model(*schedule)
+                 : gmm.sde_model(sde, Prediction::Score));
+  } else {
+    MLPOptions o(2);
+    if (discrete) {
+      o.num_timesteps(kSeedT);
+    } else {
+      o.embedding(TimeEmbeddingKind::Sinusoidal).time_scale(1000);
+    }
+    MLP net(o);
+    net->to(device);
+    model = std::make_shared<Model>(net, Prediction::Epsilon);
+    torch::NoGradGuard ng;
+    auto x = torch::randn({kPoints, 2}, torch::device(device));
+    auto t =
+        discrete
+            ? torch::zeros({kPoints}, torch::dtype(torch::kLong).device(device))
+            : torch::rand({kPoints}, torch::device(device));
+    flops = count_flops([&] { net->forward(x, t); });
+  }
+  Workload w;
+  w.default_iters = 20;
+  w.sync = [device] { sync_device(device); };
+  samplers::CommonOptions common;
+  common.device(device);
+  const std::vector<int64_t> shape{kPoints, 2};
+  if (sampler == "ddpm") {
+    w.steps_per_call = kSeedT;
+    w.step = [=] { samplers::ddpm(*model, *schedule, shape, {}, common); };
+  } else if (sampler == "ddim") {
+    w.steps_per_call = kDdimSteps;
+    w.step = [=] {
+      samplers::ddim(
+          *model,
+          *schedule,
+          shape,
+          samplers::DDIMOptions().num_steps(kDdimSteps),
+          common);
+    };
+  } else if (sampler == "em") {
+    w.steps_per_call = kSteps;
+    w.step = [=] {
+      samplers::euler_maruyama(
+          *model,
+          *sde,
+          shape,
+          samplers::EulerMaruyamaOptions().num_steps(kSteps),
+          common);
+    };
+  } else if (sampler == "pc") {
+    w.steps_per_call = kSteps;
+    flops *= 2;
+    w.step = [=] {
+      samplers::predictor_corrector(
+          *model,
+          *sde,
+          shape,
+          samplers::PredictorCorrectorOptions().num_steps(kSteps),
+          common);
+    };
+  } else if (sampler == "heun") {
+    w.steps_per_call = kSteps;
+    flops *= 2;
+    w.step = [=] {
+      samplers::ode(
+          *model,
+          *sde,
+          shape,
+          samplers::ODEOptions()
+              .method(samplers::ODEMethod::Heun)
+              .num_steps(kSteps),
+          common);
+    };
+  } else {
+    TORCH_CHECK(false, "unknown sampler '", sampler, "' in the workload name");
+  }
+  w.flops = flops;
+  return w;
+}
+
 }  // namespace
 
 std::vector<std::string> workload_names() {
@@ -352,12 +456,24 @@ Workload make_workload(const std::string& name, torch::Device device) {
     return mnist_forward(device);
   if (name == "gemm_peak")
     return gemm_peak(device);
+  if (name.rfind("sample_", 0) == 0) {
+    const auto rest = name.substr(7);
+    const auto cut = rest.find('_');
+    TORCH_CHECK(
+        cut != std::string::npos &&
+            (rest.substr(cut + 1) == "gmm" || rest.substr(cut + 1) == "mlp"),
+        "unknown workload '",
+        name,
+        "' (sample_<ddpm|ddim|em|pc|heun>_<gmm|mlp>)");
+    return sampler_run(device, rest.substr(0, cut), rest.substr(cut + 1));
+  }
   TORCH_CHECK(
       false,
       "unknown workload '",
       name,
       "' (swiss_train[_flat|_naive], swiss_sample[_naive], "
-      "mnist_train[_naive], mnist_sample, mnist_forward, gemm_peak)");
+      "mnist_train[_naive], mnist_sample, mnist_forward, gemm_peak, "
+      "sample_<ddpm|ddim|em|pc|heun>_<gmm|mlp>)");
 }
 
 }  // namespace sbgm::bench
