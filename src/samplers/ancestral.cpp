@@ -197,13 +197,15 @@ SampleResult ddim(
   const int64_t S = options.num_steps();
   detail::Loop loop(common, S, where);
   loop.start(x);
-  auto t = torch::empty({x.size(0)}, x.options().dtype(torch::kLong));
+  // One step for the batch, as a stride-0 [N] tensor (see DDPMSampler).
+  auto t1 = torch::empty({1}, x.options().dtype(torch::kLong));
+  auto t = t1.expand({x.size(0)});
   for (int64_t j = S - 1, step = 1; j >= 0; --j, ++step) {
     const int64_t ti = tau[static_cast<size_t>(j)];
     const double a_t = schedule.alpha_bar(ti);
     const double a_p =
         j > 0 ? schedule.alpha_bar(tau[static_cast<size_t>(j - 1)]) : 1.0;
-    t.fill_(ti);
+    t1.fill_(ti);
     auto eps = eps_at(model, x, t, a_t);
     if (options.clip_x0()) {
       // Clip x0 and use the eps consistent with it (x_t = m x0 + s eps).

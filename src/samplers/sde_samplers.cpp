@@ -30,11 +30,13 @@ torch::Tensor score_at(
     const torch::Tensor& x,
     double t,
     torch::Tensor& tbuf) {
-  if (!tbuf.defined()) {
-    tbuf = torch::empty({x.size(0)}, x.options());
+  // One time for the batch, as a stride-0 [N] tensor (see DDPMSampler).
+  if (!tbuf.defined() || tbuf.scalar_type() != x.scalar_type() ||
+      tbuf.device() != x.device()) {
+    tbuf = torch::empty({1}, x.options());
   }
   tbuf.fill_(t);
-  auto out = model(x, tbuf);
+  auto out = model(x, tbuf.expand({x.size(0)}));
   if (model.prediction() == Prediction::Score) {
     return out;
   }
