@@ -115,15 +115,18 @@ int main(int argc, char** argv) {
          "1e-5..5e-3, 64 units, batch 128, a fixed set of 10^4 points), "
          "whose last step keeps 83% of the signal")
       ->check(CLI::IsMember({"default", "seed"}));
-  app.add_option("--steps", c.steps, "training steps (default 20000)");
-  app.add_option("--batch", c.batch, "batch size (default 256; seed 128)");
+  app.add_option("--steps", c.steps, "training steps (default 20000)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", c.batch, "batch size (default 256; seed 128)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option(
          "--schedule",
          c.schedule,
          "beta schedule for ddpm/ddim: linear, sigmoid or cosine "
          "(default sigmoid)")
       ->check(CLI::IsMember({"linear", "sigmoid", "cosine"}));
-  app.add_option("--timesteps", c.timesteps, "T (default 200; seed 150)");
+  app.add_option("--timesteps", c.timesteps, "T (default 200; seed 150)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option(
          "--sampler",
          c.sampler,
@@ -135,8 +138,10 @@ int main(int argc, char** argv) {
       c.sample_steps,
       "sampler steps (ddim/em/pc/ode; default: T for ddim, 500 for em/pc, "
       "adaptive for ode)");
-  app.add_option("--num-samples", c.num_samples, "points to sample");
-  app.add_option("--hidden", c.hidden, "MLP width (default 128; seed 64)");
+  app.add_option("--num-samples", c.num_samples, "points to sample")
+      ->check(CLI::Range(int64_t{2}, int64_t{100000000}));
+  app.add_option("--hidden", c.hidden, "MLP width (default 128; seed 64)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--lr", c.lr, "Adam learning rate");
   app.add_option("--device", c.device, "cpu, cuda or auto");
   app.add_option("--seed", c.seed, "random seed");
@@ -313,11 +318,13 @@ int main(int argc, char** argv) {
 
     // ---- metrics: distances to fresh data and their floors
     auto mgen = torch::make_generator<torch::CPUGeneratorImpl>(c.seed + 2);
+    // Distances on min(num_samples, 2000) points against as many fresh ones.
+    const int64_t metric_points = std::min(n, kMetricPoints);
     const torch::Tensor fresh1 =
-        sbgm::data::make_toy2d(kind, kMetricPoints, mgen);
+        sbgm::data::make_toy2d(kind, metric_points, mgen);
     const torch::Tensor fresh2 =
-        sbgm::data::make_toy2d(kind, kMetricPoints, mgen);
-    const torch::Tensor s_m = samples.slice(0, 0, kMetricPoints);
+        sbgm::data::make_toy2d(kind, metric_points, mgen);
+    const torch::Tensor s_m = samples.slice(0, 0, metric_points);
     auto sw = [&](const torch::Tensor& a, const torch::Tensor& b) {
       auto g = torch::make_generator<torch::CPUGeneratorImpl>(7);
       return sbgm::metrics::sliced_wasserstein(a, b, 256, g).item<double>();
@@ -414,7 +421,7 @@ int main(int argc, char** argv) {
     m["nfe"] = result.nfe;
     m["final_loss"] = last.loss;
     m["num_samples"] = n;
-    m["metric_points"] = kMetricPoints;
+    m["metric_points"] = metric_points;
     m["samples_finite"] = finite;
     m["sliced_wasserstein"] = sw_s;
     m["sliced_wasserstein_floor"] = sw_floor;
