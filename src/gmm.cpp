@@ -10,7 +10,22 @@ namespace sbgm {
 
 namespace {
 constexpr double kLog2Pi = 1.8378770664093454836;
+
+// Scalar kernel coefficients m, s as float64 0-dim tensors on `device`, for
+// the double overloads (which then call the tensor ones).
+std::pair<torch::Tensor, torch::Tensor> scalar_ms(
+    double m, double s, torch::Device device, const char* where) {
+  TORCH_CHECK(
+      m >= 0 && s >= 0 && std::isfinite(m) && std::isfinite(s),
+      where,
+      ": m and s must be finite and >= 0, got m = ",
+      m,
+      ", s = ",
+      s);
+  auto o = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  return {torch::scalar_tensor(m, o), torch::scalar_tensor(s, o)};
 }
+}  // namespace
 
 GaussianMixture::GaussianMixture(
     const torch::Tensor& weights,
@@ -120,8 +135,7 @@ std::pair<torch::Tensor, torch::Tensor> GaussianMixture::sample_with_components(
       c10::isFloatingType(dtype),
       "GaussianMixture::sample: dtype must be floating point, got ",
       dtype);
-  auto gen = generator ? c10::optional<torch::Generator>(*generator)
-                       : c10::optional<torch::Generator>();
+  auto gen = detail::to_c10(generator);
   auto comp = torch::multinomial(weights_, n, /*replacement=*/true, gen);
   auto z = torch::randn(
       {n, dim()},
@@ -208,14 +222,8 @@ torch::Tensor GaussianMixture::log_prob(const torch::Tensor& x) const {
 
 torch::Tensor GaussianMixture::log_prob(
     const torch::Tensor& x, double m, double s) const {
-  TORCH_CHECK(
-      m >= 0 && s >= 0 && std::isfinite(m) && std::isfinite(s),
-      "GaussianMixture::log_prob: m and s must be finite and >= 0, got m = ",
-      m,
-      ", s = ",
-      s);
-  auto o = torch::TensorOptions().dtype(torch::kDouble).device(device());
-  return log_prob(x, torch::scalar_tensor(m, o), torch::scalar_tensor(s, o));
+  auto [mt, st] = scalar_ms(m, s, device(), "GaussianMixture::log_prob");
+  return log_prob(x, mt, st);
 }
 
 torch::Tensor GaussianMixture::log_prob(
@@ -232,16 +240,9 @@ torch::Tensor GaussianMixture::log_prob(
 
 torch::Tensor GaussianMixture::responsibilities(
     const torch::Tensor& x, double m, double s) const {
-  TORCH_CHECK(
-      m >= 0 && s >= 0 && std::isfinite(m) && std::isfinite(s),
-      "GaussianMixture::responsibilities: m and s must be finite and >= 0, "
-      "got m = ",
-      m,
-      ", s = ",
-      s);
-  auto o = torch::TensorOptions().dtype(torch::kDouble).device(device());
-  return responsibilities(
-      x, torch::scalar_tensor(m, o), torch::scalar_tensor(s, o));
+  auto [mt, st] =
+      scalar_ms(m, s, device(), "GaussianMixture::responsibilities");
+  return responsibilities(x, mt, st);
 }
 
 torch::Tensor GaussianMixture::responsibilities(
@@ -258,14 +259,8 @@ torch::Tensor GaussianMixture::responsibilities(
 
 torch::Tensor GaussianMixture::score(
     const torch::Tensor& x, double m, double s) const {
-  TORCH_CHECK(
-      m >= 0 && s >= 0 && std::isfinite(m) && std::isfinite(s),
-      "GaussianMixture::score: m and s must be finite and >= 0, got m = ",
-      m,
-      ", s = ",
-      s);
-  auto o = torch::TensorOptions().dtype(torch::kDouble).device(device());
-  return score(x, torch::scalar_tensor(m, o), torch::scalar_tensor(s, o));
+  auto [mt, st] = scalar_ms(m, s, device(), "GaussianMixture::score");
+  return score(x, mt, st);
 }
 
 torch::Tensor GaussianMixture::score(

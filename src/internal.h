@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 namespace sbgm::detail {
@@ -46,6 +47,13 @@ void check_same_device(
 bool host_minmax(const torch::Tensor& t, double* lo, double* hi);
 
 std::string shape_str(const torch::Tensor& t);
+
+/// Our public signatures take std::optional<torch::Generator>; LibTorch's
+/// factory functions take c10::optional (a different type in LibTorch 1.13).
+inline c10::optional<at::Generator> to_c10(
+    const std::optional<torch::Generator>& g) {
+  return g ? c10::optional<at::Generator>(*g) : c10::nullopt;
+}
 
 /// Set once the warning about a schedule that stops short of N(0, I) has
 /// been printed (tests reset it).

@@ -10,22 +10,18 @@ namespace sbgm {
 
 namespace {
 
-c10::optional<at::Generator> to_c10(const std::optional<torch::Generator>& g) {
-  c10::optional<at::Generator> out;
-  if (g) {
-    out = *g;
-  }
-  return out;
-}
-
-void check_x0_noise(
-    const torch::Tensor& x0, const torch::Tensor& noise, const char* where) {
+void check_x0(const torch::Tensor& x0, const char* where) {
   detail::check_floating(x0, "x0", where);
   TORCH_CHECK(
       x0.dim() >= 1 && x0.size(0) > 0,
       where,
       ": x0 must have a non-empty batch dimension, got shape ",
       detail::shape_str(x0));
+}
+
+void check_x0_noise(
+    const torch::Tensor& x0, const torch::Tensor& noise, const char* where) {
+  check_x0(x0, where);
   TORCH_CHECK(
       noise.defined() && noise.sizes() == x0.sizes(),
       where,
@@ -79,28 +75,18 @@ double resolve_eps(const SDE& sde, const SDELossOptions& o, const char* where) {
   return eps;
 }
 
-void check_sde_time(
-    const torch::Tensor& t, const torch::Tensor& x0, const char* where) {
-  detail::check_time_tensor(t, x0, /*integer=*/false, where);
-  double lo = 0, hi = 0;
-  if (detail::host_minmax(t, &lo, &hi)) {
-    TORCH_CHECK(
-        lo >= 0.0 && hi <= 1.0,
-        where,
-        ": t must lie in [0, 1], got values in [",
-        lo,
-        ", ",
-        hi,
-        "]");
-  }
-}
-
 struct Kernel {
   torch::Tensor m, s, t_model;
 };
 
+// m(t) and s(t) shaped against x0; the SDE's coefficient functions check
+// that t lies in [0, 1] (on the CPU, without a device sync).
 Kernel sde_kernel(
-    const SDE& sde, const torch::Tensor& x0, const torch::Tensor& t) {
+    const SDE& sde,
+    const torch::Tensor& x0,
+    const torch::Tensor& t,
+    const char* where) {
+  detail::check_time_tensor(t, x0, /*integer=*/false, where);
   auto tt = per_sample(t, x0);
   auto m = detail::batch_view(sde.mean_coeff(tt).to(x0.scalar_type()), x0);
   auto s = detail::batch_view(sde.std(tt).to(x0.scalar_type()), x0);
@@ -137,7 +123,7 @@ torch::Tensor sample_timesteps(
       "sample_timesteps: num_timesteps must be > 0, got ",
       num_timesteps);
   auto opts = torch::TensorOptions().dtype(torch::kLong).device(device);
-  auto g = to_c10(generator);
+  auto g = detail::to_c10(generator);
   if (sampling == TimeSampling::Uniform) {
     return torch::randint(0, num_timesteps, {n}, g, opts);
   }
@@ -160,7 +146,7 @@ torch::Tensor sample_times(
       c10::isFloatingType(c10::typeMetaToScalarType(options.dtype())),
       "sample_times: options must have a floating dtype, got ",
       options.dtype());
-  auto g = to_c10(generator);
+  auto g = detail::to_c10(generator);
   const int64_t k = sampling == TimeSampling::Uniform ? n : (n + 1) / 2;
   auto u = torch::rand({k}, g, options) * (1.0 - eps) + eps;
   if (sampling == TimeSampling::Uniform) {
@@ -168,6 +154,25 @@ torch::Tensor sample_times(
   }
   return torch::cat({u, (1.0 + eps) - u}).slice(0, 0, n);
 }
+
+namespace {
+
+// t ~ U(eps, 1) (as options.sampling() says) and z ~ N(0, I) for x0.
+std::pair<torch::Tensor, torch::Tensor> draw_t_noise(
+    const SDE& sde,
+    const torch::Tensor& x0,
+    const SDELossOptions& options,
+    const std::optional<torch::Generator>& generator,
+    const char* where) {
+  check_x0(x0, where);
+  const double eps = resolve_eps(sde, options, where);
+  auto t = sample_times(
+      x0.size(0), eps, options.sampling(), x0.options(), generator);
+  auto z = torch::randn(x0.sizes(), detail::to_c10(generator), x0.options());
+  return {t, z};
+}
+
+}  // namespace
 
 torch::Tensor epsilon_loss(
     const Model& model,
@@ -184,18 +189,14 @@ torch::Tensor epsilon_loss(
     const torch::Tensor& x0,
     const ScheduleLossOptions& options,
     std::optional<torch::Generator> generator) {
-  detail::check_floating(x0, "x0", "epsilon_loss");
-  TORCH_CHECK(
-      x0.dim() >= 1 && x0.size(0) > 0,
-      "epsilon_loss: x0 must have a non-empty batch dimension, got shape ",
-      detail::shape_str(x0));
+  check_x0(x0, "epsilon_loss");
   auto t = sample_timesteps(
       x0.size(0),
       schedule.num_timesteps(),
       options.sampling(),
       x0.device(),
       generator);
-  auto z = torch::randn(x0.sizes(), to_c10(generator), x0.options());
+  auto z = torch::randn(x0.sizes(), detail::to_c10(generator), x0.options());
   return schedule_loss(model, schedule, x0, t, z, "epsilon_loss");
 }
 
@@ -215,8 +216,7 @@ torch::Tensor epsilon_loss(
     const torch::Tensor& t,
     const torch::Tensor& noise) {
   check_x0_noise(x0, noise, "epsilon_loss");
-  check_sde_time(t, x0, "epsilon_loss");
-  auto k = sde_kernel(sde, x0, t);
+  auto k = sde_kernel(sde, x0, t, "epsilon_loss");
   return eps_matching(model, x0, noise, k.m, k.s, k.t_model, torch::Tensor());
 }
 
@@ -226,15 +226,7 @@ torch::Tensor epsilon_loss(
     const torch::Tensor& x0,
     const SDELossOptions& options,
     std::optional<torch::Generator> generator) {
-  detail::check_floating(x0, "x0", "epsilon_loss");
-  TORCH_CHECK(
-      x0.dim() >= 1 && x0.size(0) > 0,
-      "epsilon_loss: x0 must have a non-empty batch dimension, got shape ",
-      detail::shape_str(x0));
-  const double eps = resolve_eps(sde, options, "epsilon_loss");
-  auto t = sample_times(
-      x0.size(0), eps, options.sampling(), x0.options(), generator);
-  auto z = torch::randn(x0.sizes(), to_c10(generator), x0.options());
+  auto [t, z] = draw_t_noise(sde, x0, options, generator, "epsilon_loss");
   return epsilon_loss(model, sde, x0, t, z);
 }
 
@@ -246,13 +238,12 @@ torch::Tensor dsm_loss(
     const torch::Tensor& noise,
     const SDELossOptions& options) {
   check_x0_noise(x0, noise, "dsm_loss");
-  check_sde_time(t, x0, "dsm_loss");
-  auto k = sde_kernel(sde, x0, t);
+  auto k = sde_kernel(sde, x0, t, "dsm_loss");
   torch::Tensor w;
   if (options.likelihood_weighting()) {
-    auto tt = per_sample(t, x0);
-    w = (sde.diffusion(tt).square() / sde.std(tt).square())
-            .to(x0.scalar_type());
+    // g(t)^2 / s(t)^2, with s(t) from the kernel already computed.
+    w = sde.diffusion(per_sample(t, x0)).to(x0.scalar_type()).square() /
+        k.s.reshape({-1}).square();
   }
   return eps_matching(model, x0, noise, k.m, k.s, k.t_model, w);
 }
@@ -263,15 +254,7 @@ torch::Tensor dsm_loss(
     const torch::Tensor& x0,
     const SDELossOptions& options,
     std::optional<torch::Generator> generator) {
-  detail::check_floating(x0, "x0", "dsm_loss");
-  TORCH_CHECK(
-      x0.dim() >= 1 && x0.size(0) > 0,
-      "dsm_loss: x0 must have a non-empty batch dimension, got shape ",
-      detail::shape_str(x0));
-  const double eps = resolve_eps(sde, options, "dsm_loss");
-  auto t = sample_times(
-      x0.size(0), eps, options.sampling(), x0.options(), generator);
-  auto z = torch::randn(x0.sizes(), to_c10(generator), x0.options());
+  auto [t, z] = draw_t_noise(sde, x0, options, generator, "dsm_loss");
   return dsm_loss(model, sde, x0, t, z, options);
 }
 

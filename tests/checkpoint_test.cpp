@@ -18,39 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            (std::string("sbgm_") + info->test_suite_name() + "_" +
-             info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const {
-    return (path_ / name).string();
-  }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
 class TrainEMA : public test::SeededTest {};
 
 TEST_F(TrainEMA, UpdateFollowsTheFormula) {
@@ -119,7 +86,7 @@ class TrainCheckpoint : public test::SeededTest {
       ema.update(*net);
     }
   }
-  TempDir dir;
+  test::TempDir dir;
 };
 
 TEST_F(TrainCheckpoint, SaveThenLoadGivesIdenticalOutputsAndState) {
@@ -185,16 +152,16 @@ TEST_F(TrainCheckpoint, DamagedForeignOrMismatchedFilesAreRefused) {
   EMA ema(*a, 0.9);
   const auto good = dir.file("good.pt");
   save_checkpoint(good, *a, 3, &opt, &ema);
-  const auto bytes = read_bytes(good);
+  const auto bytes = test::read_file(good);
   auto before = a->parameters()[0].detach().clone();
 
   const auto trunc = dir.file("trunc.pt");
-  write_bytes(trunc, bytes.substr(0, bytes.size() / 2));
+  test::write_file(trunc, bytes.substr(0, bytes.size() / 2));
   EXPECT_THROW_MSG(
       load_checkpoint(trunc, *a, &opt, &ema),
       "truncated, damaged or not a torch archive");
   const auto text = dir.file("text.pt");
-  write_bytes(text, "this is not a checkpoint\n");
+  test::write_file(text, "this is not a checkpoint\n");
   EXPECT_THROW_MSG(load_checkpoint(text, *a), "cannot read '" + text + "'");
   const auto foreign = dir.file("foreign.pt");
   torch::save(torch::ones({3}), foreign);
@@ -218,14 +185,14 @@ TEST_F(TrainCheckpoint, DamagedForeignOrMismatchedFilesAreRefused) {
   torch::optim::SGD sgd(a->parameters(), torch::optim::SGDOptions(0.1));
   EXPECT_THROW(load_checkpoint(good, *a, &sgd), c10::Error);
   // The good file is unchanged throughout.
-  EXPECT_EQ(read_bytes(good), bytes);
+  EXPECT_EQ(test::read_file(good), bytes);
 }
 
 TEST_F(TrainCheckpoint, AFailedSaveKeepsThePreviousCheckpoint) {
   auto a = make_net();
   const auto path = dir.file("ckpt.pt");
   save_checkpoint(path, *a, 1);
-  const auto bytes = read_bytes(path);
+  const auto bytes = test::read_file(path);
   // Make the temporary file unwritable: a directory in its place.
   fs::create_directories(path + ".tmp/x");
   torch::NoGradGuard ng;
@@ -233,7 +200,7 @@ TEST_F(TrainCheckpoint, AFailedSaveKeepsThePreviousCheckpoint) {
   EXPECT_THROW_MSG(
       save_checkpoint(path, *a, 2),
       "previous checkpoint at '" + path + "' is unchanged");
-  EXPECT_EQ(read_bytes(path), bytes);
+  EXPECT_EQ(test::read_file(path), bytes);
   EXPECT_EQ(read_checkpoint_info(path).step, 1);
 }
 

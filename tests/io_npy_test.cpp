@@ -22,11 +22,6 @@ std::string tmp(const std::string& name) {
       .string();
 }
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // The expected header written out by hand: magic, version 1.0, little-endian
 // length, dict, spaces, newline; `total` bytes in all (a multiple of 64).
 // total 0: the smallest multiple of 64 that fits.
@@ -74,7 +69,7 @@ TEST(NpyTest, HeaderBytesExact) {
 TEST(NpyTest, FileIsHeaderThenLittleEndianData) {
   auto t = torch::tensor({1.0f, -2.5f, 3.25f});
   write_npy(tmp("f.npy"), t);
-  auto bytes = file_bytes(tmp("f.npy"));
+  auto bytes = sbgm::test::read_file(tmp("f.npy"));
   ASSERT_EQ(bytes.size(), 128u + 12u);
   EXPECT_EQ(bytes.substr(0, 128), npy_header(torch::kFloat, {3}));
   // -2.5f = 0xC0200000, little-endian.

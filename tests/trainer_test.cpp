@@ -22,33 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            (std::string("sbgm_") + info->test_suite_name() + "_" +
-             info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const {
-    return (path_ / name).string();
-  }
-
- private:
-  fs::path path_;
-};
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 int count_lines(const std::string& s) {
   return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
 }
@@ -64,7 +37,7 @@ torch::Tensor swiss_roll(int64_t n) {
 
 class TrainerTest : public test::SeededTest {
  protected:
-  TempDir dir;
+  test::TempDir dir;
 };
 
 TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
@@ -249,7 +222,7 @@ TEST_F(TrainerTest, LearningRateWarmupAndCsvLog) {
   // lr * min(1, (step + 1) / warmup) set before step index 4 (the 5th step).
   EXPECT_NEAR(log[0].lr, 1e-2 * 5 / 10, 1e-12);
   EXPECT_NEAR(log[1].lr, 1e-2, 1e-12);
-  const auto text = read_text(csv);
+  const auto text = test::read_file(csv);
   EXPECT_EQ(text.rfind("step,loss,grad_norm,lr,it_per_s,elapsed_s\n", 0), 0u);
   EXPECT_EQ(count_lines(text), 5);
   std::istringstream is(text);
@@ -318,7 +291,7 @@ TEST_F(TrainerTest, ResumeRefusesADamagedCheckpointAndLeavesIt) {
   }
   Trainer t(toy.net, toy.loss(), TrainerOptions(5).checkpoint_path(ckpt));
   EXPECT_THROW_MSG(t.run(), "truncated, damaged");
-  EXPECT_EQ(read_text(ckpt), "garbage");
+  EXPECT_EQ(test::read_file(ckpt), "garbage");
   // A checkpoint of another model is refused too.
   Trainer(
       toy.net, toy.loss(), TrainerOptions(2).checkpoint_path(dir.file("a.pt")))

@@ -97,8 +97,7 @@ torch::Tensor sliced_wasserstein(
       num_projections);
   auto a = x.to(torch::kDouble);
   auto b = y.to(torch::kDouble);
-  auto gen = generator ? c10::optional<torch::Generator>(*generator)
-                       : c10::optional<torch::Generator>();
+  auto gen = detail::to_c10(generator);
   auto theta = torch::randn(
       {a.size(1), num_projections},
       gen,

@@ -39,12 +39,9 @@ torch::Tensor initial_state(
       where,
       ": dtype must be floating point, got ",
       options.dtype());
-  auto gen = options.generator()
-                 ? c10::optional<torch::Generator>(*options.generator())
-                 : c10::optional<torch::Generator>();
   auto x = torch::randn(
       shape,
-      gen,
+      sbgm::detail::to_c10(options.generator()),
       torch::TensorOptions().dtype(options.dtype()).device(options.device()));
   if (prior_std != 1.0) {
     x.mul_(prior_std);
@@ -54,9 +51,7 @@ torch::Tensor initial_state(
 
 torch::Tensor noise_like(
     const torch::Tensor& x, const std::optional<torch::Generator>& gen) {
-  auto g = gen ? c10::optional<torch::Generator>(*gen)
-               : c10::optional<torch::Generator>();
-  return torch::randn(x.sizes(), g, x.options());
+  return torch::randn(x.sizes(), sbgm::detail::to_c10(gen), x.options());
 }
 
 void fill_normal(
@@ -67,9 +62,7 @@ void fill_normal(
       buf.scalar_type() != x.scalar_type() || buf.device() != x.device()) {
     buf = torch::empty_like(x, torch::MemoryFormat::Contiguous);
   }
-  auto g = gen ? c10::optional<torch::Generator>(*gen)
-               : c10::optional<torch::Generator>();
-  buf.normal_(0.0, 1.0, g);
+  buf.normal_(0.0, 1.0, sbgm::detail::to_c10(gen));
 }
 
 void check_finite(const torch::Tensor& x, const char* where) {

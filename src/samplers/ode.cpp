@@ -281,9 +281,7 @@ LikelihoodResult log_likelihood(
   torch::AutoGradMode grad_on(true);
   const int64_t n = x.size(0);
   auto x0 = x.detach().clone();
-  auto gen = common.generator()
-                 ? c10::optional<torch::Generator>(*common.generator())
-                 : c10::optional<torch::Generator>();
+  auto gen = sbgm::detail::to_c10(common.generator());
   torch::Tensor v;
   if (options.probe() == Probe::Rademacher) {
     v = torch::randint(0, 2, x0.sizes(), gen, x0.options()).mul_(2).sub_(1);

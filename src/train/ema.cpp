@@ -23,7 +23,7 @@ EMA::EMA(const torch::nn::Module& module, double decay, bool warmup)
   }
 }
 
-void EMA::check_module(
+std::vector<torch::Tensor> EMA::checked_parameters(
     const torch::nn::Module& module, const char* where) const {
   auto params = module.named_parameters(/*recurse=*/true);
   TORCH_CHECK(
@@ -49,6 +49,7 @@ void EMA::check_module(
         "' ",
         detail::shape_str(shadow_[i]));
   }
+  return params.values();
 }
 
 double EMA::current_decay() const {
@@ -93,30 +94,28 @@ torch::Tensor flat_run(const std::vector<torch::Tensor>& ps) {
 }  // namespace
 
 void EMA::update(const torch::nn::Module& module) {
-  check_module(module, "EMA::update");
+  const auto params = checked_parameters(module, "EMA::update");
   const double d = current_decay();
   torch::NoGradGuard no_grad;
-  auto params = module.parameters(/*recurse=*/true);
   // Parameters in one flat buffer (FlatAdam): keep the shadow flat too and
   // update it with two kernels instead of two per parameter.
   if (const torch::Tensor flat = flat_run(params); flat.defined()) {
-    if (!flat_run(shadow_).defined() || shadow_[0].device() != flat.device() ||
-        shadow_[0].scalar_type() != flat.scalar_type()) {
+    torch::Tensor flat_shadow = flat_run(shadow_);
+    if (!flat_shadow.defined() || flat_shadow.device() != flat.device() ||
+        flat_shadow.scalar_type() != flat.scalar_type()) {
       auto buf = torch::empty({flat.numel()}, flat.options());
       int64_t off = 0;
       for (auto& s : shadow_) {
-        auto slot = torch::empty({0}, buf.options())
-                        .set_(
-                            buf.storage(),
-                            off,
-                            s.sizes(),
-                            packed_strides(s.sizes()));
+        auto slot =
+            torch::empty({0}, buf.options())
+                .set_(buf.storage(), off, s.sizes(), packed_strides(s.sizes()));
         slot.copy_(s);
         s = slot;
         off += s.numel();
       }
+      flat_shadow = buf;
     }
-    flat_run(shadow_).mul_(d).add_(flat, 1.0 - d);
+    flat_shadow.mul_(d).add_(flat, 1.0 - d);
     ++num_updates_;
     return;
   }
@@ -132,22 +131,21 @@ void EMA::update(const torch::nn::Module& module) {
 }
 
 void EMA::copy_to(torch::nn::Module& module) const {
-  check_module(module, "EMA::copy_to");
+  auto params = checked_parameters(module, "EMA::copy_to");
   torch::NoGradGuard no_grad;
-  auto params = module.parameters(/*recurse=*/true);
   for (size_t i = 0; i < shadow_.size(); ++i) {
     params[i].copy_(shadow_[i]);
   }
 }
 
 void EMA::swap(torch::nn::Module& module) {
-  check_module(module, "EMA::swap");
+  auto params = checked_parameters(module, "EMA::swap");
   torch::NoGradGuard no_grad;
-  auto params = module.parameters(/*recurse=*/true);
   for (size_t i = 0; i < shadow_.size(); ++i) {
+    // In place, so that a flat shadow (see update) keeps its layout.
     auto tmp = params[i].detach().clone();
     params[i].copy_(shadow_[i]);
-    shadow_[i] = tmp;
+    shadow_[i].copy_(tmp);
   }
 }
 

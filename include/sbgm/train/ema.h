@@ -84,7 +84,10 @@ class EMA {
   void load(torch::serialize::InputArchive& archive);
 
  private:
-  void check_module(const torch::nn::Module& module, const char* where) const;
+  /// The module's parameters, after checking that they match the tracked
+  /// names and shapes.
+  std::vector<torch::Tensor> checked_parameters(
+      const torch::nn::Module& module, const char* where) const;
 
   double decay_;
   bool warmup_;
