@@ -134,9 +134,13 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
   auto h = x;
   for (size_t l = 0; l < layers->size(); ++l) {
     auto lin = layers[l]->as<torch::nn::Linear>();
+    // Learned: the first table's forward checks the step indices (a host
+    // read on the CPU); the others share T, so they are looked up directly.
     torch::Tensor e =
-        learned ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
-                : embeddings[l]->as<torch::nn::Linear>()->forward(shared);
+        !learned ? embeddings[l]->as<torch::nn::Linear>()->forward(shared)
+        : l == 0 ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
+                 : embeddings[l]->as<TimeEmbedding>()->table->forward(
+                       tt.to(torch::kLong));
     if (shared_t) {
       h = torch::addmm(lin->bias + e.squeeze(0), h, lin->weight.t());
     } else {
