@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "affine.h"
 #include "continuous.h"
 #include "loop.h"
 #include "sbgm/sde.h"
@@ -227,6 +228,7 @@ SampleResult ode(
     const ODEOptions& options,
     const CommonOptions& common) {
   const char* where = "ode";
+  detail::check_no_cuda_graph(common, where);
   check_ode_options(options, where);
   const double eps = detail::resolve_eps(options.eps(), sde, where);
   c10::InferenceMode guard;
@@ -260,6 +262,7 @@ LikelihoodResult log_likelihood(
     const LikelihoodOptions& options,
     const CommonOptions& common) {
   const char* where = "log_likelihood";
+  detail::check_no_cuda_graph(common, where);
   sbgm::detail::check_floating(x, "x", where);
   TORCH_CHECK(
       x.dim() >= 1 && x.numel() >= 1,

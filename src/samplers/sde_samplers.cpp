@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "affine.h"
 #include "continuous.h"
 #include "loop.h"
 #include "sbgm/sde.h"
@@ -51,47 +52,49 @@ torch::Tensor score_at(
 
 }  // namespace detail
 
-EulerMaruyamaSampler::EulerMaruyamaSampler(
-    Model model,
-    const SDE& sde,
-    const EulerMaruyamaOptions& options,
-    std::optional<torch::Generator> generator)
-    : model_(std::move(model)), generator_(std::move(generator)) {
+namespace {
+
+/// x <- (1 - a(t) h) x + g(t)^2 h score + g(t) sqrt(h) z at t_i = 1 - i h,
+/// with score = -eps / s(t); no noise at the last step when denoise is set.
+std::shared_ptr<const detail::AffineSteps> em_steps(
+    const SDE& sde, const EulerMaruyamaOptions& options, Prediction p) {
   const char* where = "EulerMaruyamaSampler";
   detail::check_steps(options.num_steps(), where);
   const double eps = detail::resolve_eps(options.eps(), sde, where);
   const int64_t n = options.num_steps();
   const double h = (1.0 - eps) / static_cast<double>(n);
-  const auto un = static_cast<size_t>(n);
-  for (auto* v : {&t_, &c_x_, &c_out_, &c_noise_}) {
-    v->resize(un);
-  }
-  const Prediction p = model_.prediction();
+  auto st = std::make_shared<detail::AffineSteps>(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const auto k = static_cast<size_t>(i);
     const double t = 1.0 - static_cast<double>(i) * h;
     const double g2h = std::pow(sde.diffusion(t), 2) * h;
-    const double m = sde.mean_coeff(t);
     const double s = sde.std(t);
-    // x <- (1 - a h) x + g^2 h score, score = out (Score), -out / s
-    // (Epsilon) or (m out - x) / s^2 (X0).
-    t_[k] = t;
-    c_x_[k] = 1.0 - sde.drift_coeff(t) * h;
-    switch (p) {
-      case Prediction::Score:
-        c_out_[k] = g2h;
-        break;
-      case Prediction::Epsilon:
-        c_out_[k] = -g2h / s;
-        break;
-      case Prediction::X0:
-        c_x_[k] -= g2h / (s * s);
-        c_out_[k] = g2h * m / (s * s);
-        break;
-    }
+    st->t[k] = t;
+    detail::fold_eps(
+        *st,
+        k,
+        p,
+        sde.mean_coeff(t),
+        s,
+        1.0 - sde.drift_coeff(t) * h,
+        -g2h / s);
     const bool quiet = options.denoise() && i == n - 1;
-    c_noise_[k] = quiet ? 0.0 : std::sqrt(g2h);
+    st->c_noise[k] = quiet ? 0.0 : std::sqrt(g2h);
   }
+  return st;
+}
+
+}  // namespace
+
+EulerMaruyamaSampler::EulerMaruyamaSampler(
+    Model model,
+    const SDE& sde,
+    const EulerMaruyamaOptions& options,
+    std::optional<torch::Generator> generator)
+    : num_steps_(options.num_steps()) {
+  auto steps = em_steps(sde, options, model.prediction());
+  impl_ = std::make_shared<detail::AffineStepper>(
+      std::move(model), std::move(steps), std::move(generator));
 }
 
 double EulerMaruyamaSampler::time(int64_t i) const {
@@ -101,30 +104,12 @@ double EulerMaruyamaSampler::time(int64_t i) const {
       num_steps(),
       "), got ",
       i);
-  return t_[static_cast<size_t>(i)];
+  return impl_->steps().t[static_cast<size_t>(i)];
 }
 
 void EulerMaruyamaSampler::step(torch::Tensor& x, int64_t i) {
-  const double t = time(i);
-  const auto k = static_cast<size_t>(i);
-  c10::InferenceMode guard;
-  // One time for the whole batch, handed over as an expanded [N] tensor
-  // (stride 0): one fill per step, and models can see that t is shared
-  // (sbgm::MLP then embeds it once).
-  if (!tbuf_.defined() || tbuf_.scalar_type() != x.scalar_type() ||
-      tbuf_.device() != x.device()) {
-    tbuf_ = torch::empty({1}, x.options());
-  }
-  tbuf_.fill_(t);
-  auto out = model_(x, tbuf_.expand({x.size(0)}));
-  if (out.data_ptr() == x.data_ptr()) {
-    out = out.clone();  // the model handed back x itself
-  }
-  x.mul_(c_x_[k]).add_(out, c_out_[k]);
-  if (c_noise_[k] > 0.0) {
-    detail::fill_normal(noise_, x, generator_);
-    x.add_(noise_, c_noise_[k]);
-  }
+  time(i);  // range check
+  impl_->step(x, i);
 }
 
 SampleResult euler_maruyama(
@@ -136,17 +121,11 @@ SampleResult euler_maruyama(
   const char* where = "euler_maruyama";
   detail::check_steps(options.num_steps(), where);
   detail::resolve_eps(options.eps(), sde, where);
-  EulerMaruyamaSampler sampler(model, sde, options, common.generator());
+  auto steps = em_steps(sde, options, model.prediction());
   c10::InferenceMode guard;
   auto x = detail::initial_state(shape, sde.prior_std(), common, where);
-  const int64_t n = options.num_steps();
-  detail::Loop loop(common, n, where);
-  loop.start(x);
-  for (int64_t i = 0; i < n; ++i) {
-    sampler.step(x, i);
-    loop.step(i + 1, x);
-  }
-  return loop.finish(x, n);
+  return detail::run_affine(
+      model, std::move(steps), std::move(x), common, where);
 }
 
 SampleResult predictor_corrector(
@@ -156,6 +135,7 @@ SampleResult predictor_corrector(
     const PredictorCorrectorOptions& options,
     const CommonOptions& common) {
   const char* where = "predictor_corrector";
+  detail::check_no_cuda_graph(common, where);
   detail::check_steps(options.num_steps(), where);
   TORCH_CHECK(
       options.corrector_steps() >= 0,

@@ -9,6 +9,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -20,6 +21,10 @@ class Schedule;
 }
 
 namespace sbgm::samplers {
+
+namespace detail {
+class AffineStepper;
+}
 
 /// The variance sigma_t^2 of the ancestral step.
 enum class DDPMVariance {
@@ -61,7 +66,7 @@ class DDPMSampler {
       std::optional<torch::Generator> generator = std::nullopt);
 
   int64_t num_timesteps() const {
-    return static_cast<int64_t>(c_x_.size());
+    return num_timesteps_;
   }
 
   /// x_t -> x_{t-1} in place (one model evaluation; noise unless t = 0):
@@ -73,14 +78,10 @@ class DDPMSampler {
   void step(torch::Tensor& x, int64_t t);
 
  private:
-  Model model_;
-  DDPMOptions options_;
-  std::optional<torch::Generator> generator_;
-  // Per step t, with the model's output `out` folded in whatever it
-  // predicts: x <- c_x_t x + c_out_t out (+ sigma_t z); with clipping
-  // x <- c2_t x + c1_t clip(x0), x0 = x0_x_t x + x0_out_t out.
-  std::vector<double> c_x_, c_out_, sigma_, x0_x_, x0_out_, c1_, c2_;
-  torch::Tensor tbuf_, noise_;
+  int64_t num_timesteps_;
+  // Per step, with the model's output folded in whatever it predicts
+  // (src/samplers/affine.h).
+  std::shared_ptr<detail::AffineStepper> impl_;
 };
 
 /// Ancestral sampling (Ho et al. 2020, Algorithm 2), t = T-1 .. 0 from

@@ -45,6 +45,15 @@ struct CommonOptions {
   TORCH_ARG(int64_t, trajectory_every) = 0;
   /// Progress callback. Default: none.
   TORCH_ARG(ProgressFn, progress) = nullptr;
+  /// ddpm, ddim and euler_maruyama on a CUDA state: capture one step as a
+  /// CUDA graph (after two warm-up steps) and replay it for every step, so a
+  /// step costs a few launches whatever the model's size. The samples equal
+  /// the eager ones up to rounding (same generator, same draws). The model
+  /// must not sync with the host (no .item(), no data-dependent shapes) nor
+  /// draw random numbers, and its parameters must not move while the run
+  /// lasts. No effect on CPU states; the other samplers throw when it is
+  /// set. Default: false.
+  TORCH_ARG(bool, cuda_graph) = false;
 };
 
 /// What a sampler returns.

@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -24,6 +25,10 @@ class SDE;
 }
 
 namespace sbgm::samplers {
+
+namespace detail {
+class AffineStepper;
+}
 
 /// Example: `EulerMaruyamaOptions().num_steps(500)`
 struct EulerMaruyamaOptions {
@@ -64,7 +69,7 @@ class EulerMaruyamaSampler {
       std::optional<torch::Generator> generator = std::nullopt);
 
   int64_t num_steps() const {
-    return static_cast<int64_t>(t_.size());
+    return num_steps_;
   }
   /// The time of step i: t_i = 1 - i (1 - eps) / num_steps.
   double time(int64_t i) const;
@@ -79,12 +84,10 @@ class EulerMaruyamaSampler {
   void step(torch::Tensor& x, int64_t i);
 
  private:
-  Model model_;
-  std::optional<torch::Generator> generator_;
-  // Per step, with the model's output folded in whatever it predicts:
-  // x <- c_x x + c_out out + c_noise z.
-  std::vector<double> t_, c_x_, c_out_, c_noise_;
-  torch::Tensor tbuf_, noise_;
+  int64_t num_steps_;
+  // Per step, with the model's output folded in whatever it predicts
+  // (src/samplers/affine.h).
+  std::shared_ptr<detail::AffineStepper> impl_;
 };
 
 /// The predictor of the predictor–corrector sampler.
