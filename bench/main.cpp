@@ -16,6 +16,10 @@
 //                 denoising score matching, one Adam step.
 //   mnist_sample  Euler-Maruyama on the VE SDE for 64 images with that U-Net,
 //                 the time per step.
+//   swiss_sample_graph, mnist_sample_graph
+//                 whole ddpm() / euler_maruyama() (100 steps) runs with
+//                 CommonOptions::cuda_graph, capture included; on CPU the
+//                 flag does nothing, so these time the eager runs there.
 
 #include <sbgm/sbgm.h>
 

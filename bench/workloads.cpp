@@ -199,6 +199,20 @@ Workload swiss_sample(torch::Device device, const std::string& variant) {
     };
     return w;
   }
+  if (variant == "graph") {
+    // The whole ddpm() run with CommonOptions::cuda_graph: on CUDA one step
+    // is captured (after two warm-up steps) and replayed; on CPU the flag
+    // does nothing and this times the eager run.
+    w.step = [model, s, device] {
+      samplers::ddpm(
+          model,
+          s->schedule,
+          {kSamplePoints, 2},
+          {},
+          samplers::CommonOptions().device(device).cuda_graph(true));
+    };
+    return w;
+  }
   auto sampler = std::make_shared<samplers::DDPMSampler>(model, s->schedule);
   auto x = std::make_shared<torch::Tensor>();
   w.step = [sampler, x, device] {
@@ -273,6 +287,37 @@ Workload mnist_sample(torch::Device device) {
     c10::InferenceMode guard;
     sampler->step(*x, *i);
     *i = (*i + 1) % (kMnistSampleSteps - 1);
+  };
+  return w;
+}
+
+// Whole euler_maruyama() runs of 100 steps for 64 images with
+// CommonOptions::cuda_graph (capture included); eager on CPU.
+Workload mnist_sample_graph(torch::Device device) {
+  static constexpr int64_t kSteps = 100;
+  auto sde = std::make_shared<VESDE>(kSigma);
+  UNet net = mnist_unet(sde);
+  net->to(device);
+  net->eval();
+  Workload w;
+  w.default_iters = 5;
+  w.steps_per_call = kSteps;
+  w.sync = [device] { sync_device(device); };
+  {
+    torch::NoGradGuard ng;
+    auto x =
+        torch::randn({kMnistSampleBatch, 1, 28, 28}, torch::device(device));
+    auto t = torch::rand({kMnistSampleBatch}, torch::device(device));
+    w.flops = count_flops([&] { net->forward(x, t); });
+  }
+  Model model(net, Prediction::Score);
+  w.step = [model, sde, device] {
+    samplers::euler_maruyama(
+        model,
+        *sde,
+        {kMnistSampleBatch, 1, 28, 28},
+        samplers::EulerMaruyamaOptions().num_steps(kSteps),
+        samplers::CommonOptions().device(device).cuda_graph(true));
   };
   return w;
 }
@@ -446,6 +491,10 @@ Workload make_workload(const std::string& name, torch::Device device) {
     return swiss_sample(device, "fast");
   if (name == "swiss_sample_naive")
     return swiss_sample(device, "naive");
+  if (name == "swiss_sample_graph")
+    return swiss_sample(device, "graph");
+  if (name == "mnist_sample_graph")
+    return mnist_sample_graph(device);
   if (name == "mnist_train")
     return mnist_train(device, "flat");
   if (name == "mnist_train_naive")
@@ -471,8 +520,8 @@ Workload make_workload(const std::string& name, torch::Device device) {
       false,
       "unknown workload '",
       name,
-      "' (swiss_train[_flat|_naive], swiss_sample[_naive], "
-      "mnist_train[_naive], mnist_sample, mnist_forward, gemm_peak, "
+      "' (swiss_train[_flat|_naive], swiss_sample[_naive|_graph], "
+      "mnist_train[_naive], mnist_sample[_graph], mnist_forward, gemm_peak, "
       "sample_<ddpm|ddim|em|pc|heun>_<gmm|mlp>)");
 }
 
