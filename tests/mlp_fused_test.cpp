@@ -48,6 +48,46 @@ TEST_F(FusedMLPStepTest, MatchesAutograd) {
   }
 }
 
+// Both CPU paths against autograd: the BLAS path (contiguous float and
+// double) and the tensor path (taken for a non-contiguous x), at depth 2
+// with hidden != input_dim so that every matrix product's shape is distinct.
+TEST_F(FusedMLPStepTest, BothCpuPathsMatchAutograd) {
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (bool contiguous : {true, false}) {
+      MLP net(MLPOptions(5).hidden(12).depth(2).num_timesteps(9));
+      net->to(dtype);
+      auto xt = torch::randn({5, 23}, dtype);
+      const auto x = contiguous ? xt.t().contiguous() : xt.t();
+      ASSERT_EQ(x.is_contiguous(), contiguous);
+      const auto target = torch::randn({23, 5}, dtype);
+      const auto t = torch::randint(9, {23}, torch::kLong);
+      const auto ref_loss = (net->forward(x, t) - target).square().mean();
+      ref_loss.backward();
+      std::vector<torch::Tensor> ref_grads;
+      for (auto& p : net->parameters()) {
+        ref_grads.push_back(p.grad().clone());
+        p.mutable_grad() = torch::Tensor();
+      }
+      FusedMLPStep step(net);
+      const auto loss = step(x, t, target);
+      const double tol = dtype == torch::kFloat ? 2e-5 : 1e-12;
+      EXPECT_NEAR(loss.item<double>(), ref_loss.item<double>(), tol);
+      EXPECT_EQ(loss.scalar_type(), dtype);
+      const auto params = net->parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        EXPECT_LT(sbgm::test::max_abs_diff(params[i].grad(), ref_grads[i]), tol)
+            << "parameter " << i << " dtype " << dtype << " contiguous "
+            << contiguous;
+      }
+      // Out-of-range steps are refused by either path, naming the value.
+      EXPECT_THROW_MSG(
+          step(x, torch::full({23}, 9, torch::kLong), target), "9");
+      EXPECT_THROW_MSG(
+          step(x, torch::full({23}, -2, torch::kLong), target), "-2");
+    }
+  }
+}
+
 // With FlatAdam the parameters are views of one buffer; the fused step writes
 // the gradients where the optimizer reads them, so a training run with it
 // equals one with autograd.

@@ -19,6 +19,14 @@
 /// Gradients accumulate into each parameter's grad() as backward() would
 /// (allocated as zeros when undefined), so any optimizer, and FlatAdam's
 /// views into one flat buffer, work unchanged.
+///
+/// On CPU, for contiguous float32/float64 inputs and parameters, the step
+/// skips ATen's operators altogether: it calls the BLAS that LibTorch links
+/// (sgemm_/dgemm_, looked up at run time) for the seven matrix products and
+/// does the elementwise work (bias, embedding rows, ReLU, loss, masks, bias
+/// and embedding gradients) in one vectorized loop per layer. Elsewhere
+/// (CUDA, other layouts, or a LibTorch without those symbols) it runs the
+/// tensor version of the same equations.
 
 #include <torch/types.h>
 
@@ -55,6 +63,14 @@ class FusedMLPStep {
   static bool supports(const MLP& net);
 
  private:
+  /// The CPU path (float/double, contiguous): BLAS called directly and the
+  /// elementwise work fused per layer. False when it does not apply.
+  bool raw_path(
+      const torch::Tensor& x,
+      const torch::Tensor& t,
+      const torch::Tensor& target,
+      torch::Tensor& loss);
+
   MLP net_;
   std::vector<torch::Tensor> z_;  // pre-activations, then dz in place
   std::vector<torch::Tensor> h_;  // h_0 = x (not owned), h_1..h_L
