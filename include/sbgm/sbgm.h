@@ -15,6 +15,7 @@
 #include "sbgm/metrics/frechet.h"
 #include "sbgm/model.h"
 #include "sbgm/nets/embedding.h"
+#include "sbgm/nets/group_norm_silu.h"
 #include "sbgm/nets/mlp.h"
 #include "sbgm/nets/mlp_fused.h"
 #include "sbgm/nets/unet.h"

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "internal.h"
+#include "sbgm/nets/group_norm_silu.h"
 
 namespace sbgm {
 
@@ -34,6 +35,13 @@ torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels));
 }
 
+// silu(norm(x)) as one fused operation (group_norm_silu.h).
+torch::Tensor gn_silu(
+    const torch::nn::GroupNorm& norm, const torch::Tensor& x) {
+  const auto& o = norm->options;
+  return group_norm_silu(x, o.num_groups(), norm->weight, norm->bias, o.eps());
+}
+
 }  // namespace
 
 // ---- residual block ---------------------------------------------------------
@@ -58,9 +66,9 @@ UNetResBlockImpl::UNetResBlockImpl(
 
 torch::Tensor UNetResBlockImpl::forward(
     const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = conv1_(F::silu(norm1_(x)));
+  auto h = conv1_(gn_silu(norm1_, x));
   h = h + time_proj_(emb).unsqueeze(-1).unsqueeze(-1);
-  h = conv2_(dropout_(F::silu(norm2_(h))));
+  h = conv2_(dropout_(gn_silu(norm2_, h)));
   return h + (skip_ ? skip_(x) : x);
 }
 
@@ -309,7 +317,7 @@ torch::Tensor UNetImpl::forward(
     }
   }
 
-  auto out = conv_out_(F::silu(norm_out_(h)));
+  auto out = conv_out_(gn_silu(norm_out_, h));
   if (options.marginal_std()) {
     auto s = options.marginal_std()(t);
     TORCH_CHECK(
