@@ -22,7 +22,6 @@
 // clang-format on
 
 #include <ATen/Context.h>
-#include <ATen/autocast_mode.h>
 #include <sbgm/losses.h>
 #include <sbgm/samplers/ancestral.h>
 #include <sbgm/samplers/ode.h>
@@ -69,43 +68,6 @@ struct Config {
   double ode_tol = 1e-4;
   std::string classifier;
   uint64_t seed = 0;
-};
-
-// bf16 autocast on CUDA for the scope of one model call. The C++ autocast
-// API changed in LibTorch 2.4 (device-type arguments); both are in every
-// build, CPU-only ones included, so this needs no CUDA guard.
-class AutocastScope {
- public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
-    if (!enabled_) {
-      return;
-    }
-#if TORCH_VERSION_MAJOR > 2 || \
-    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-#else
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-#endif
-  }
-  ~AutocastScope() {
-    if (!enabled_) {
-      return;
-    }
-#if TORCH_VERSION_MAJOR > 2 || \
-    (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-    at::autocast::set_enabled(false);
-#endif
-    at::autocast::clear_cache();
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool enabled_;
 };
 
 // The "loss" column of the trainer's CSV log.
@@ -280,7 +242,7 @@ int run(const Config& cfg) {
   }
   const sbgm::Model model(
       [net, amp](const torch::Tensor& x, const torch::Tensor& t) mutable {
-        AutocastScope scope(amp);
+        sbgm::AutocastGuard scope(amp);  // bf16 autocast on CUDA
         return net->forward(x, t).to(x.scalar_type());
       },
       prediction);

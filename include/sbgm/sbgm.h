@@ -3,6 +3,7 @@
 /// \file
 /// Everything in sbgm.
 
+#include "sbgm/amp.h"
 #include "sbgm/data/mnist.h"
 #include "sbgm/data/toy2d.h"
 #include "sbgm/gmm.h"
