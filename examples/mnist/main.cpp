@@ -61,6 +61,7 @@ struct Config {
   int64_t num_samples = 64;
   std::string device = "cpu";
   bool amp = false;
+  bool cuda_graph = false;
   bool resume = false;
   std::string out = "mnist-out";
   bool likelihood = false;
@@ -157,6 +158,13 @@ int run(const Config& cfg) {
     sampler = ddpm_mode ? "ddim" : "em";
   }
   const bool discrete_sampler = sampler == "ddpm" || sampler == "ddim";
+  if (cfg.cuda_graph && sampler != "em" && !discrete_sampler) {
+    std::fprintf(
+        stderr,
+        "error: --cuda-graph works with --sampler em, ddpm or ddim, got %s\n",
+        sampler.c_str());
+    return 1;
+  }
   if (ddpm_mode != discrete_sampler) {
     std::fprintf(
         stderr,
@@ -311,8 +319,10 @@ int run(const Config& cfg) {
   const int64_t traj_steps =
       sampler == "ddpm" ? schedule.num_timesteps() : cfg.sample_steps;
   const auto common =
-      sbgm::samplers::CommonOptions().device(device).trajectory_every(
-          std::max<int64_t>(1, traj_steps / 7));
+      sbgm::samplers::CommonOptions()
+          .device(device)
+          .trajectory_every(std::max<int64_t>(1, traj_steps / 7))
+          .cuda_graph(cfg.cuda_graph);  // no effect on CPU
   const auto sample_start = std::chrono::steady_clock::now();
   sbgm::samplers::SampleResult result;
   namespace smp = sbgm::samplers;
@@ -549,6 +559,11 @@ int main(int argc, char** argv) {
   app.add_option("--device", cfg.device, "cpu, cuda, cuda:1, ...")
       ->capture_default_str();
   app.add_flag("--amp", cfg.amp, "bf16 autocast on CUDA");
+  app.add_flag(
+      "--cuda-graph",
+      cfg.cuda_graph,
+      "on CUDA, capture one sampler step as a CUDA graph and replay it "
+      "(em, ddpm, ddim)");
   app.add_flag(
       "--resume", cfg.resume, "continue from OUT/checkpoint.pt if present");
   app.add_option("--out", cfg.out, "output directory")->capture_default_str();

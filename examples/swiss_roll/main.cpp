@@ -9,6 +9,7 @@
 // VP SDE with sinusoidal time features. Outputs in --out: samples.npy,
 // samples.png, forward.png, reverse.gif, loss.png, metrics.json.
 
+#include <ATen/Context.h>
 #include <sbgm/sbgm.h>
 
 #include <CLI/CLI.hpp>
@@ -52,6 +53,7 @@ struct Config {
   std::string device = "auto";
   uint64_t seed = 0;
   bool resume = false;
+  bool cuda_graph = false;
   std::string out = "swiss-roll-out";
   int threads = 1;
 };
@@ -150,6 +152,11 @@ int main(int argc, char** argv) {
       c.resume,
       "continue from OUT/checkpoint.pt when it exists (else start afresh)");
   app.add_option("--out", c.out, "output directory");
+  app.add_flag(
+      "--cuda-graph",
+      c.cuda_graph,
+      "on CUDA, capture one sampler step as a CUDA graph and replay it "
+      "(ddpm, ddim, em)");
   app.add_option(
       "--threads",
       c.threads,
@@ -157,6 +164,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
   apply_preset(c);
+  if (c.cuda_graph && c.sampler != "ddpm" && c.sampler != "ddim" &&
+      c.sampler != "em") {
+    std::fprintf(
+        stderr,
+        "sbgm-swiss-roll: --cuda-graph works with --sampler ddpm, ddim or "
+        "em, got %s\n",
+        c.sampler.c_str());
+    return 1;
+  }
 
   try {
     torch::manual_seed(c.seed);
@@ -166,6 +182,9 @@ int main(int argc, char** argv) {
             ? (torch::cuda::is_available() ? torch::Device(torch::kCUDA)
                                            : torch::Device(torch::kCPU))
             : torch::Device(c.device);
+    if (device.is_cuda()) {
+      at::globalContext().setBenchmarkCuDNN(true);
+    }
     fs::create_directories(c.out);
     const bool continuous =
         c.sampler == "em" || c.sampler == "pc" || c.sampler == "ode";
@@ -264,6 +283,7 @@ int main(int argc, char** argv) {
     common.device(device);
     if (device.is_cpu())
       common.generator(gen);
+    common.cuda_graph(c.cuda_graph);  // no effect on CPU
     const int64_t n = c.num_samples;
     int64_t traj_steps = c.timesteps;
     smp::SampleResult result;
