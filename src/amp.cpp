@@ -53,6 +53,11 @@ AutocastGuard::AutocastGuard(bool enabled, torch::ScalarType dtype)
   }
   prev_enabled_ = enabled_now();
   prev_dtype_ = dtype_now();
+  if (prev_enabled_ && prev_dtype_ != dtype) {
+    // The cast cache is keyed by the source tensor only: casts to the
+    // outer dtype must not be handed out inside.
+    at::autocast::clear_cache();
+  }
   set_state(true, dtype);
   at::autocast::increment_nesting();
 }
@@ -61,7 +66,8 @@ AutocastGuard::~AutocastGuard() {
   if (!active_) {
     return;
   }
-  if (at::autocast::decrement_nesting() == 0) {
+  if (at::autocast::decrement_nesting() == 0 ||
+      (prev_enabled_ && prev_dtype_ != dtype_now())) {
     at::autocast::clear_cache();
   }
   set_state(prev_enabled_, prev_dtype_);

@@ -345,8 +345,12 @@ Model GaussianMixture::schedule_model(
     const Schedule& schedule, Prediction prediction) const {
   GaussianMixture self = *this;
   Schedule sched = schedule;
+  // alpha_bar on the mixture's device, once: a per-call copy to the device
+  // would be a host sync (and break CUDA-graph capture).
+  const torch::Tensor table =
+      sched.alphas_cumprod().to(device(), torch::kDouble);
   return Model(
-      [self, sched, prediction](
+      [self, sched, table, prediction](
           const torch::Tensor& x, const torch::Tensor& t) {
         detail::check_time_tensor(
             t, x, /*integer=*/true, "GaussianMixture model");
@@ -363,7 +367,9 @@ Model GaussianMixture::schedule_model(
               hi,
               "]");
         }
-        auto ab = sched.alphas_cumprod().to(x.device()).index_select(0, ti);
+        const auto& tab =
+            table.device() == ti.device() ? table : table.to(ti.device());
+        auto ab = tab.index_select(0, ti);
         auto m = ab.sqrt();
         auto s = (1.0 - ab).sqrt();
         auto sc = self.score(x, m, s);

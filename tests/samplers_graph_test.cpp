@@ -123,6 +123,25 @@ TEST(CudaGraph, DiscreteSamplersMatchEager) {
   }
 }
 
+TEST(CudaGraph, RefusesReducedPrecisionStates) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "CUDA is not available";
+  }
+  auto sched = sbgm::Schedule::linear(10);
+  auto model = mixture().to(torch::Device(torch::kCUDA)).schedule_model(sched);
+  EXPECT_THROW_MSG(
+      ss::ddpm(
+          model,
+          sched,
+          {8, 2},
+          {},
+          ss::CommonOptions()
+              .device(torch::Device(torch::kCUDA))
+              .dtype(torch::kHalf)
+              .cuda_graph(true)),
+      "the state must be float32 or float64, got Half");
+}
+
 TEST(CudaGraph, EulerMaruyamaMatchesEager) {
   if (!torch::cuda::is_available()) {
     GTEST_SKIP() << "CUDA is not available";

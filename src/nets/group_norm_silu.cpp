@@ -25,11 +25,13 @@ namespace {
 // exp(x) for float in a form the vectorizer takes: x = k ln2 + r, |r| <=
 // ln2 / 2, e^r by its Taylor polynomial to r^7 (relative error < 2e-7, about
 // one float ulp), 2^k through the exponent bits. Arguments are clamped to
-// [-87, 88] (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38); NaN propagates.
+// [-87, 88] (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38); NaN propagates through the
+// polynomial.
 inline __attribute__((always_inline)) float exp_vec(float x) {
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
-  const float k = std::floor(x * 1.44269504088896341f + 0.5f);
+  float k = std::floor(x * 1.44269504088896341f + 0.5f);
+  k = k == k ? k : 0.0f;  // NaN: keep the int conversion defined (p is NaN)
   const float r = (x - k * 0.693145751953125f) - k * 1.428606820309417e-06f;
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;

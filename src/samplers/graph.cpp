@@ -67,6 +67,12 @@ GraphedAffineStepper::GraphedAffineStepper(
       x.is_cuda(),
       "cuda_graph: the state must be a CUDA tensor, got device ",
       x.device());
+  // The graph reads its coefficients as tensors of x's dtype; in half or
+  // bfloat16 they would round (1 / sqrt(alpha) ~ 1.00005 becomes 1).
+  TORCH_CHECK(
+      x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+      "cuda_graph: the state must be float32 or float64, got ",
+      x.scalar_type());
   c10::InferenceMode inference;
   c10::cuda::CUDAGuard device_guard(x.device());
   impl_ = std::make_unique<Impl>(
@@ -112,7 +118,17 @@ GraphedAffineStepper::GraphedAffineStepper(
       m.body();
     }
     m.graph.capture_begin();
-    m.body();
+    try {
+      m.body();
+    } catch (...) {
+      // End the capture so that the stream is usable again, then report
+      // the model's error (e.g. a host sync inside it).
+      try {
+        m.graph.capture_end();
+      } catch (...) {
+      }
+      throw;
+    }
     m.graph.capture_end();
   }
   at::cuda::CUDAEvent captured;

@@ -49,9 +49,12 @@ struct CommonOptions {
   /// CUDA graph (after two warm-up steps) and replay it for every step, so a
   /// step costs a few launches whatever the model's size. The samples equal
   /// the eager ones up to rounding (same generator, same draws). The model
-  /// must not sync with the host (no .item(), no data-dependent shapes) nor
-  /// draw random numbers, and its parameters must not move while the run
-  /// lasts. No effect on CPU states; the other samplers throw when it is
+  /// must not sync with the host (no .item(), no data-dependent shapes, no
+  /// copies from the CPU) nor draw random numbers, and its parameters must
+  /// not move while the run lasts; it is called three extra times (two
+  /// warm-up steps and the capture; the state is restored, module state such
+  /// as BatchNorm running statistics is not). The state must be float32 or
+  /// float64. No effect on CPU states; the other samplers throw when it is
   /// set. Default: false.
   TORCH_ARG(bool, cuda_graph) = false;
 };
