@@ -1,5 +1,9 @@
 #include "internal.h"
 
+#include <ATen/Dispatch.h>
+
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 namespace sbgm::detail {
@@ -84,6 +88,29 @@ void check_time_tensor(
 bool host_minmax(const torch::Tensor& t, double* lo, double* hi) {
   if (!t.device().is_cpu() || t.numel() == 0) {
     return false;
+  }
+  if (t.is_contiguous() && !t.is_complex() && t.scalar_type() != torch::kBool) {
+    // A plain loop: the tensor route (convert, min, max, two reads) costs
+    // tens of microseconds, paid on every model call of a sampler step.
+    // NaN anywhere gives NaN for both, as min()/max() do.
+    AT_DISPATCH_ALL_TYPES_AND2(
+        torch::kHalf, torch::kBFloat16, t.scalar_type(), "host_minmax", [&] {
+          const scalar_t* p = t.data_ptr<scalar_t>();
+          double a = static_cast<double>(p[0]), b = a;
+          bool nan = std::isnan(a);
+          for (int64_t i = 1; i < t.numel(); ++i) {
+            const double v = static_cast<double>(p[i]);
+            nan = nan || std::isnan(v);
+            a = v < a ? v : a;
+            b = v > b ? v : b;
+          }
+          if (nan) {
+            a = b = std::numeric_limits<double>::quiet_NaN();
+          }
+          *lo = a;
+          *hi = b;
+        });
+    return true;
   }
   auto d = t.to(torch::kDouble);
   *lo = d.min().item<double>();

@@ -268,31 +268,18 @@ torch::Tensor FusedMLPStep::operator()(
   torch::NoGradGuard no_grad;
   h_[0] = x;
   double lo = 0, hi = 0;
-  if (t.device().is_cpu() && t.scalar_type() == torch::kLong &&
-      t.is_contiguous() && t.numel() > 0) {
-    // A plain loop: the tensor min/max (detail::host_minmax) costs ~50 us.
-    const int64_t* tp = t.data_ptr<int64_t>();
-    int64_t a = tp[0], b = tp[0];
-    for (int64_t i = 1; i < t.numel(); ++i) {
-      a = std::min(a, tp[i]);
-      b = std::max(b, tp[i]);
-    }
-    lo = static_cast<double>(a);
-    hi = static_cast<double>(b);
-  } else if (!detail::host_minmax(t, &lo, &hi)) {
+  if (!detail::host_minmax(t, &lo, &hi)) {
     lo = hi = 0;  // not on the CPU: index_select checks on the device
   }
-  {
-    TORCH_CHECK(
-        lo >= 0 && hi < static_cast<double>(o.num_timesteps()),
-        "FusedMLPStep: step indices must lie in [0, ",
-        o.num_timesteps(),
-        "), got values in [",
-        static_cast<int64_t>(lo),
-        ", ",
-        static_cast<int64_t>(hi),
-        "]");
-  }
+  TORCH_CHECK(
+      lo >= 0 && hi < static_cast<double>(o.num_timesteps()),
+      "FusedMLPStep: step indices must lie in [0, ",
+      o.num_timesteps(),
+      "), got values in [",
+      static_cast<int64_t>(lo),
+      ", ",
+      static_cast<int64_t>(hi),
+      "]");
 
   if (torch::Tensor loss; raw_path(x, t, target, loss)) {
     return loss;
