@@ -118,4 +118,20 @@ bool host_minmax(const torch::Tensor& t, double* lo, double* hi) {
   return true;
 }
 
+void check_step_range(const torch::Tensor& t, int64_t T, const char* where) {
+  double lo = 0, hi = 0;
+  if (host_minmax(t, &lo, &hi)) {
+    TORCH_CHECK(
+        lo >= 0 && hi < static_cast<double>(T),
+        where,
+        ": step indices must lie in [0, ",
+        T,
+        "), got values in [",
+        static_cast<int64_t>(lo),
+        ", ",
+        static_cast<int64_t>(hi),
+        "]");
+  }
+}
+
 }  // namespace sbgm::detail

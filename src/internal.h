@@ -46,6 +46,20 @@ void check_same_device(
 /// false otherwise. Used for value checks that must not stall a CUDA stream.
 bool host_minmax(const torch::Tensor& t, double* lo, double* hi);
 
+/// Throws unless every step index of t lies in [0, T) ("where: step
+/// indices must lie in [0, T), got values in [lo, hi]"); checks CPU
+/// tensors only (on a device, the lookup itself asserts).
+void check_step_range(const torch::Tensor& t, int64_t T, const char* where);
+
+// x86-64 with GCC: build a CPU kernel for AVX-512, AVX2 and baseline SSE and
+// pick one at load time (ifunc), without requiring -march for the library.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__GLIBC__)
+#define SBGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SBGM_CLONES
+#endif
+
 std::string shape_str(const torch::Tensor& t);
 
 /// Our public signatures take std::optional<torch::Generator>; LibTorch's

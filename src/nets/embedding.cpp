@@ -101,18 +101,7 @@ torch::Tensor TimeEmbeddingImpl::forward(const torch::Tensor& t_in) {
         "TimeEmbedding: a learned embedding needs integer step indices, got "
         "dtype ",
         t.scalar_type());
-    double lo = 0, hi = 0;
-    if (detail::host_minmax(t, &lo, &hi)) {
-      TORCH_CHECK(
-          lo >= 0 && hi < static_cast<double>(o.num_timesteps()),
-          "TimeEmbedding: step indices must lie in [0, ",
-          o.num_timesteps(),
-          "), got values in [",
-          static_cast<int64_t>(lo),
-          ", ",
-          static_cast<int64_t>(hi),
-          "]");
-    }
+    detail::check_step_range(t, o.num_timesteps(), "TimeEmbedding");
     detail::check_same_device(
         t, "t", table->weight, "the embedding table", "TimeEmbedding");
     return table->forward(t.to(torch::kLong));

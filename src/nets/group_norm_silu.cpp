@@ -13,15 +13,6 @@ namespace sbgm {
 
 namespace {
 
-// x86-64 with GCC: the float row kernels are built for AVX-512, AVX2 and
-// baseline SSE, and one is picked at load time (as FlatAdam's kernel).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    defined(__GLIBC__)
-#define SBGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SBGM_CLONES
-#endif
-
 // exp(x) for float in a form the vectorizer takes: x = k ln2 + r, |r| <=
 // ln2 / 2, e^r by its Taylor polynomial to r^7 (relative error < 2e-7, about
 // one float ulp), 2^k through the exponent bits. Arguments are clamped to

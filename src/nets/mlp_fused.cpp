@@ -267,19 +267,7 @@ torch::Tensor FusedMLPStep::operator()(
   }
   torch::NoGradGuard no_grad;
   h_[0] = x;
-  double lo = 0, hi = 0;
-  if (!detail::host_minmax(t, &lo, &hi)) {
-    lo = hi = 0;  // not on the CPU: index_select checks on the device
-  }
-  TORCH_CHECK(
-      lo >= 0 && hi < static_cast<double>(o.num_timesteps()),
-      "FusedMLPStep: step indices must lie in [0, ",
-      o.num_timesteps(),
-      "), got values in [",
-      static_cast<int64_t>(lo),
-      ", ",
-      static_cast<int64_t>(hi),
-      "]");
+  detail::check_step_range(t, o.num_timesteps(), "FusedMLPStep");
 
   if (torch::Tensor loss; raw_path(x, t, target, loss)) {
     return loss;
@@ -366,14 +354,14 @@ bool FusedMLPStep::raw_path(
   const int64_t* tp = tc.data_ptr<int64_t>();
   const int64_t H = o.hidden(), D = o.input_dim();
   double value = 0;
-  if (dtype == torch::kFloat) {
-    value = raw_step<float>(
+  AT_DISPATCH_FLOATING_TYPES(dtype, "FusedMLPStep", [&] {
+    value = raw_step<scalar_t>(
         depth,
         H,
         D,
-        x.data_ptr<float>(),
+        x.data_ptr<scalar_t>(),
         tp,
-        target.data_ptr<float>(),
+        target.data_ptr<scalar_t>(),
         n,
         h_,
         z_,
@@ -381,22 +369,7 @@ bool FusedMLPStep::raw_path(
         out_,
         params,
         grads);
-  } else {
-    value = raw_step<double>(
-        depth,
-        H,
-        D,
-        x.data_ptr<double>(),
-        tp,
-        target.data_ptr<double>(),
-        n,
-        h_,
-        z_,
-        dh_,
-        out_,
-        params,
-        grads);
-  }
+  });
   loss = torch::scalar_tensor(value, x.options());
   return true;
 }

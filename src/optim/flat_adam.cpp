@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "internal.h"
+
 namespace sbgm {
 
 FlatAdamOptions::FlatAdamOptions(double lr) : lr_(lr) {}
@@ -52,15 +54,6 @@ constexpr int64_t kGrain = 32768;
 struct AdamScalars {
   double max_norm, weight_decay, b1, b2, eps, step_size, sqrt_bc2;
 };
-
-// x86-64 with GCC: build the kernels for AVX-512, AVX2 and baseline SSE and
-// pick one at load time (ifunc), without requiring -march for the library.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    defined(__GLIBC__)
-#define SBGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SBGM_CLONES
-#endif
 
 // One contiguous chunk of the update: a plain loop the compiler vectorizes.
 template <typename T>
