@@ -49,7 +49,6 @@ std::unique_ptr<at::ObserverContext> on_op(const at::RecordFunction& fn) {
     const auto pad = inputs[4].toIntVector();
     const auto dil = inputs[5].toIntVector();
     const auto opad = inputs[7].toIntVector();
-    const int64_t groups = inputs[8].toInt();
     int64_t out_spatial = 1, in_spatial = 1;
     for (size_t d = 0; d + 2 < x.size(); ++d) {
       const int64_t k = w[d + 2], h = x[d + 2];
@@ -63,7 +62,6 @@ std::unique_ptr<at::ObserverContext> on_op(const at::RecordFunction& fn) {
     // numel(w) / groups * ... multiply-adds: numel(w) covers Cout * Cin/g * k.
     const int64_t kernel_macs = numel_of(w);
     const int64_t positions = transposed ? in_spatial : out_spatial;
-    (void)groups;
     g_flops += 2 * x[0] * positions * kernel_macs;
   } else if (name == "aten::addmm" || name == "aten::mm") {
     const size_t a = name == "aten::addmm" ? 1 : 0;

@@ -367,9 +367,7 @@ Model GaussianMixture::schedule_model(
               hi,
               "]");
         }
-        const auto& tab =
-            table.device() == ti.device() ? table : table.to(ti.device());
-        auto ab = tab.index_select(0, ti);
+        auto ab = table.to(ti.device()).index_select(0, ti);
         auto m = ab.sqrt();
         auto s = (1.0 - ab).sqrt();
         auto sc = self.score(x, m, s);

@@ -43,6 +43,11 @@ TEST(EMAFlat, FlatLayoutGivesTheSameAverages) {
     eb.update(*b);
   }
   ASSERT_EQ(ea.shadow().size(), eb.shadow().size());
+  // The flat path ran: eb's shadows are views of one buffer, ea's are not.
+  EXPECT_TRUE(
+      eb.shadow().back().storage().is_alias_of(eb.shadow().front().storage()));
+  EXPECT_FALSE(
+      ea.shadow().back().storage().is_alias_of(ea.shadow().front().storage()));
   for (size_t i = 0; i < expect.size(); ++i) {
     EXPECT_LT(sbgm::test::max_abs_diff(ea.shadow()[i], expect[i]), 1e-12);
     EXPECT_LT(sbgm::test::max_abs_diff(eb.shadow()[i], expect[i]), 1e-12);

@@ -81,9 +81,11 @@ TEST_F(FusedMLPStepTest, BothCpuPathsMatchAutograd) {
       }
       // Out-of-range steps are refused by either path, naming the value.
       EXPECT_THROW_MSG(
-          step(x, torch::full({23}, 9, torch::kLong), target), "9");
+          step(x, torch::full({23}, 9, torch::kLong), target),
+          "step indices must lie in [0, 9), got values in [9, 9]");
       EXPECT_THROW_MSG(
-          step(x, torch::full({23}, -2, torch::kLong), target), "-2");
+          step(x, torch::full({23}, -2, torch::kLong), target),
+          "got values in [-2, -2]");
     }
   }
 }
@@ -138,8 +140,11 @@ TEST_F(FusedMLPStepTest, RejectsWhatItCannotDerive) {
       step(torch::randn({6, 3}), t, torch::randn({6, 3})),
       "x must have shape [N, 2]");
   EXPECT_THROW_MSG(step(x, t, torch::randn({5, 2})), "target has shape [5, 2]");
-  EXPECT_THROW_MSG(step(x, torch::randint(4, {5}, torch::kLong), x), "5");
-  EXPECT_THROW_MSG(step(x, torch::full({6}, 4, torch::kLong), x), "4");
+  EXPECT_THROW_MSG(
+      step(x, torch::randint(4, {5}, torch::kLong), x), "t has 5 entries");
+  EXPECT_THROW_MSG(
+      step(x, torch::full({6}, 4, torch::kLong), x),
+      "step indices must lie in [0, 4), got values in [4, 4]");
 }
 
 // The Trainer runs a closure that computes its own gradients (no backward())

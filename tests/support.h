@@ -92,7 +92,9 @@ inline ::testing::AssertionResult all_close(
       stmt;                                                                   \
       ADD_FAILURE() << "expected an error containing \"" << (substr) << "\""; \
     } catch (const c10::Error& e) {                                           \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)        \
+      EXPECT_NE(                                                              \
+          std::string(e.what_without_backtrace()).find(substr),               \
+          std::string::npos)                                                  \
           << "message was: " << e.what_without_backtrace();                   \
     }                                                                         \
   } while (0)

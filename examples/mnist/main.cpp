@@ -28,7 +28,6 @@
 #include <sbgm/samplers/sde_samplers.h>
 #include <sbgm/sbgm.h>
 #include <sbgm/train/trainer.h>
-#include <torch/version.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>

@@ -68,9 +68,9 @@ void apply_preset(Config& c) {
       v = dflt;
     }
   };
-  pick(c.steps, int64_t{seed ? 20000 : 20000});
+  pick(c.steps, int64_t{20000});
   pick(c.batch, int64_t{seed ? 128 : 256});
-  pick(c.schedule, std::string(seed ? "sigmoid" : "sigmoid"));
+  pick(c.schedule, std::string("sigmoid"));
   pick(c.timesteps, int64_t{seed ? 150 : 200});
   pick(c.hidden, int64_t{seed ? 64 : 128});
 }

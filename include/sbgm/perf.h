@@ -16,7 +16,7 @@ namespace sbgm {
 /// here, one forward pass of the MNIST U-Net on 64 images took 153 ms
 /// instead of 98 ms, with ~30,000 page faults per pass. This sets
 /// M_MMAP_THRESHOLD to 1 GiB (so such blocks come from the heap and are
-/// reused) and M_TRIM_THRESHOLD to 4 GiB (so the heap is not shrunk after
+/// reused) and M_TRIM_THRESHOLD to 1 GiB (so the heap is not shrunk after
 /// every step). The cost: memory freed by the process is kept for reuse
 /// rather than returned to the system. Call it once, early in main(); the
 /// demos and benchmarks do.

@@ -125,8 +125,9 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
   // layer's bias, h_l = act(h W^T + (b + e(t))), instead of gathering N
   // copies of the embedding rows.
   const bool shared_t = t.dim() == 0 || (x.size(0) > 0 && t.stride(0) == 0);
-  auto tt = shared_t ? t.reshape({-1}).slice(0, 0, 1)
-                     : (t.dim() == 0 ? t.expand({x.size(0)}) : t);
+  auto tt = shared_t ? t.reshape({-1}).slice(0, 0, 1) : t;
+  // The other learned tables are looked up directly with int64 indices.
+  const auto tl = learned ? tt.to(torch::kLong) : tt;
   torch::Tensor shared;
   if (!learned) {
     shared = time_embedding->forward(tt).to(x.scalar_type());
@@ -139,8 +140,7 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
     torch::Tensor e =
         !learned ? embeddings[l]->as<torch::nn::Linear>()->forward(shared)
         : l == 0 ? embeddings[l]->as<TimeEmbedding>()->forward(tt)
-                 : embeddings[l]->as<TimeEmbedding>()->table->forward(
-                       tt.to(torch::kLong));
+                 : embeddings[l]->as<TimeEmbedding>()->table->forward(tl);
     if (shared_t) {
       h = torch::addmm(lin->bias + e.squeeze(0), h, lin->weight.t());
     } else {

@@ -299,7 +299,8 @@ torch::Tensor FlatAdam::step(LossClosure closure) {
   const double k = static_cast<double>(step_);
   const double bc1 = 1.0 - std::pow(b1, k);
   const double bc2 = 1.0 - std::pow(b2, k);
-  if (flat_.device().is_cpu()) {
+  if (flat_.device().is_cpu() && (flat_.scalar_type() == torch::kFloat ||
+                                  flat_.scalar_type() == torch::kDouble)) {
     const AdamScalars a{
         o.max_grad_norm(),
         o.weight_decay(),

@@ -24,7 +24,11 @@ void check_clip(bool clip, double range, const char* where) {
 /// x_{t-1} = x / sqrt(alpha) + k eps, k = -beta / (sqrt(alpha) s), or with
 /// clipping coef2 x + coef1 clip(x0), plus sigma_t z (none at t = 0).
 std::shared_ptr<const detail::AffineSteps> ddpm_steps(
-    const Schedule& schedule, const DDPMOptions& options, Prediction p) {
+    const Schedule& schedule,
+    const DDPMOptions& options,
+    Prediction p,
+    const char* where) {
+  check_clip(options.clip_x0(), options.clip_range(), where);
   const int64_t T = schedule.num_timesteps();
   auto st = std::make_shared<detail::AffineSteps>(static_cast<size_t>(T));
   st->discrete = true;
@@ -58,10 +62,8 @@ DDPMSampler::DDPMSampler(
     Model model,
     const Schedule& schedule,
     const DDPMOptions& options,
-    std::optional<torch::Generator> generator)
-    : num_timesteps_(schedule.num_timesteps()) {
-  check_clip(options.clip_x0(), options.clip_range(), "DDPMSampler");
-  auto steps = ddpm_steps(schedule, options, model.prediction());
+    std::optional<torch::Generator> generator) {
+  auto steps = ddpm_steps(schedule, options, model.prediction(), "DDPMSampler");
   impl_ = std::make_shared<detail::AffineStepper>(
       std::move(model), std::move(steps), std::move(generator));
 }
@@ -73,7 +75,11 @@ void DDPMSampler::step(torch::Tensor& x, int64_t t) {
       num_timesteps(),
       "), got ",
       t);
-  impl_->step(x, num_timesteps_ - 1 - t);
+  impl_->step(x, num_timesteps() - 1 - t);
+}
+
+int64_t DDPMSampler::num_timesteps() const {
+  return impl_->steps().size();
 }
 
 SampleResult ddpm(
@@ -83,8 +89,7 @@ SampleResult ddpm(
     const DDPMOptions& options,
     const CommonOptions& common) {
   const char* where = "ddpm";
-  check_clip(options.clip_x0(), options.clip_range(), where);
-  auto steps = ddpm_steps(schedule, options, model.prediction());
+  auto steps = ddpm_steps(schedule, options, model.prediction(), where);
   c10::InferenceMode guard;
   auto x = detail::initial_state(shape, 1.0, common, where);
   return detail::run_affine(

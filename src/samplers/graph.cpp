@@ -17,7 +17,7 @@ namespace sbgm::samplers::detail {
 
 namespace {
 // Columns of the device coefficient table.
-enum Col : int64_t { kCx, kCout, kNoise, kX0x, kX0out, kC1, kC2, kCols };
+enum Col : int64_t { kCx, kCout, kNoise, kX0x, kX0out, kC1, kC2 };
 }  // namespace
 
 struct GraphedAffineStepper::Impl {
@@ -79,25 +79,22 @@ GraphedAffineStepper::GraphedAffineStepper(
       std::move(model), std::move(steps), std::move(generator), x);
   auto& m = *impl_;
   const auto& st = *m.steps;
-  const int64_t n = st.size();
-  std::vector<double> flat(static_cast<size_t>(n * kCols));
-  for (int64_t i = 0; i < n; ++i) {
-    const auto k = static_cast<size_t>(i);
-    double* r = flat.data() + k * kCols;
-    r[kCx] = st.c_x[k];
-    r[kCout] = st.c_out[k];
-    r[kNoise] = st.c_noise[k];
-    r[kX0x] = st.x0_x[k];
-    r[kX0out] = st.x0_out[k];
-    r[kC1] = st.c1[k];
-    r[kC2] = st.c2[k];
-  }
-  m.table = torch::tensor(flat, torch::kDouble)
-                .reshape({n, kCols})
-                .to(x.options(), /*non_blocking=*/false, /*copy=*/true);
-  auto times = torch::tensor(st.t, torch::kDouble);
-  m.times =
-      times.to(x.options().dtype(st.discrete ? torch::kLong : x.scalar_type()));
+  auto col = [](const std::vector<double>& v) {
+    return torch::tensor(v, torch::kDouble);
+  };
+  // Columns in the order of Col.
+  m.table = torch::stack(
+                {col(st.c_x),
+                 col(st.c_out),
+                 col(st.c_noise),
+                 col(st.x0_x),
+                 col(st.x0_out),
+                 col(st.c1),
+                 col(st.c2)},
+                1)
+                .to(x.options());
+  m.times = col(st.t).to(
+      x.options().dtype(st.discrete ? torch::kLong : x.scalar_type()));
   m.idx = torch::zeros({1}, x.options().dtype(torch::kLong));
   // Zero, so that the warm-up and any noise-free step add nothing.
   m.noise = torch::zeros_like(x, torch::MemoryFormat::Contiguous);

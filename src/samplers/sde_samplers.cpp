@@ -57,8 +57,10 @@ namespace {
 /// x <- (1 - a(t) h) x + g(t)^2 h score + g(t) sqrt(h) z at t_i = 1 - i h,
 /// with score = -eps / s(t); no noise at the last step when denoise is set.
 std::shared_ptr<const detail::AffineSteps> em_steps(
-    const SDE& sde, const EulerMaruyamaOptions& options, Prediction p) {
-  const char* where = "EulerMaruyamaSampler";
+    const SDE& sde,
+    const EulerMaruyamaOptions& options,
+    Prediction p,
+    const char* where) {
   detail::check_steps(options.num_steps(), where);
   const double eps = detail::resolve_eps(options.eps(), sde, where);
   const int64_t n = options.num_steps();
@@ -90,11 +92,15 @@ EulerMaruyamaSampler::EulerMaruyamaSampler(
     Model model,
     const SDE& sde,
     const EulerMaruyamaOptions& options,
-    std::optional<torch::Generator> generator)
-    : num_steps_(options.num_steps()) {
-  auto steps = em_steps(sde, options, model.prediction());
+    std::optional<torch::Generator> generator) {
+  auto steps =
+      em_steps(sde, options, model.prediction(), "EulerMaruyamaSampler");
   impl_ = std::make_shared<detail::AffineStepper>(
       std::move(model), std::move(steps), std::move(generator));
+}
+
+int64_t EulerMaruyamaSampler::num_steps() const {
+  return impl_->steps().size();
 }
 
 double EulerMaruyamaSampler::time(int64_t i) const {
@@ -119,9 +125,7 @@ SampleResult euler_maruyama(
     const EulerMaruyamaOptions& options,
     const CommonOptions& common) {
   const char* where = "euler_maruyama";
-  detail::check_steps(options.num_steps(), where);
-  detail::resolve_eps(options.eps(), sde, where);
-  auto steps = em_steps(sde, options, model.prediction());
+  auto steps = em_steps(sde, options, model.prediction(), where);
   c10::InferenceMode guard;
   auto x = detail::initial_state(shape, sde.prior_std(), common, where);
   return detail::run_affine(

@@ -235,6 +235,10 @@ TrainLogEntry Trainer::run() {
                : optimizer_->param_groups()[0].options().get_lr();
   };
 
+  // FlatAdam with max_grad_norm > 0 clips inside its step.
+  const bool fused = flat_ && static_cast<const FlatAdamOptions&>(
+                                  flat_->param_groups().at(0).options())
+                                      .max_grad_norm() > 0;
   while (step_ < o.steps()) {
     if (o.lr_warmup() > 0) {
       const double f = lr_factor(step_);
@@ -273,17 +277,14 @@ TrainLogEntry Trainer::run() {
 
     // Global gradient norm and clipping, all on the device; FlatAdam with
     // max_grad_norm > 0 does both inside its step.
-    const bool fused = flat_ && static_cast<const FlatAdamOptions&>(
-                                    flat_->param_groups().at(0).options())
-                                        .max_grad_norm() > 0;
-    std::vector<torch::Tensor> grads;
-    for (auto& p : params) {
-      if (!fused && p.grad().defined()) {
-        grads.push_back(p.grad());
-      }
-    }
     torch::Tensor gnorm;
     if (!fused) {
+      std::vector<torch::Tensor> grads;
+      for (auto& p : params) {
+        if (p.grad().defined()) {
+          grads.push_back(p.grad());
+        }
+      }
       torch::NoGradGuard no_grad;
       if (grads.empty()) {
         gnorm = torch::zeros({}, loss.options().requires_grad(false));

@@ -65,9 +65,7 @@ class DDPMSampler {
       const DDPMOptions& options = {},
       std::optional<torch::Generator> generator = std::nullopt);
 
-  int64_t num_timesteps() const {
-    return num_timesteps_;
-  }
+  int64_t num_timesteps() const;
 
   /// x_t -> x_{t-1} in place (one model evaluation; noise unless t = 0):
   /// x <- x / sqrt(alpha_t) - beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t))
@@ -78,7 +76,6 @@ class DDPMSampler {
   void step(torch::Tensor& x, int64_t t);
 
  private:
-  int64_t num_timesteps_;
   // Per step, with the model's output folded in whatever it predicts
   // (src/samplers/affine.h).
   std::shared_ptr<detail::AffineStepper> impl_;

@@ -68,9 +68,7 @@ class EulerMaruyamaSampler {
       const EulerMaruyamaOptions& options = {},
       std::optional<torch::Generator> generator = std::nullopt);
 
-  int64_t num_steps() const {
-    return num_steps_;
-  }
+  int64_t num_steps() const;
   /// The time of step i: t_i = 1 - i (1 - eps) / num_steps.
   double time(int64_t i) const;
 
@@ -84,7 +82,6 @@ class EulerMaruyamaSampler {
   void step(torch::Tensor& x, int64_t i);
 
  private:
-  int64_t num_steps_;
   // Per step, with the model's output folded in whatever it predicts
   // (src/samplers/affine.h).
   std::shared_ptr<detail::AffineStepper> impl_;
