@@ -86,6 +86,7 @@ void sync_device(torch::Device device) {
 struct SeedSetup {
   torch::Tensor data, sqrt_ab, sqrt_1mab;
   Schedule schedule = Schedule::sigmoid(kSeedT, 1e-5, 5e-3);
+  DiscreteProcess process{schedule};
   MLP net{MLPOptions(2).num_timesteps(kSeedT)};
 };
 
@@ -204,19 +205,19 @@ Workload swiss_sample(torch::Device device, const std::string& variant) {
     w.step = [model, s, device] {
       samplers::ddpm(
           model,
-          s->schedule,
+          s->process,
           {kSamplePoints, 2},
-          {},
-          samplers::CommonOptions().device(device).cuda_graph(true));
+          samplers::DDPMOptions().common(
+              samplers::CommonOptions().device(device).cuda_graph(true)));
     };
     return w;
   }
-  auto sampler = std::make_shared<samplers::DDPMSampler>(model, s->schedule);
+  auto sampler = std::make_shared<samplers::DDPMSampler>(model, s->process);
   auto x = std::make_shared<torch::Tensor>();
   w.step = [sampler, x, device] {
     c10::InferenceMode guard;
     *x = torch::randn({kSamplePoints, 2}, torch::device(device));
-    for (int64_t i = kSeedT - 1; i >= 0; --i)
+    for (int64_t i = 0; i < sampler->num_steps(); ++i)
       sampler->step(*x, i);
   };
   return w;
@@ -224,7 +225,7 @@ Workload swiss_sample(torch::Device device, const std::string& variant) {
 
 UNet mnist_unet(const std::shared_ptr<VESDE>& sde) {
   return UNet(UNetOptions(1).marginal_std(
-      [sde](const torch::Tensor& t) { return sde->std(t); }));
+      [sde](const torch::Tensor& t) { return sde->sigma(t); }));
 }
 
 Workload mnist_train(torch::Device device, const std::string& variant) {
@@ -279,7 +280,7 @@ Workload mnist_sample(torch::Device device) {
   auto sampler = std::make_shared<samplers::EulerMaruyamaSampler>(
       Model(net, Prediction::Score),
       *sde,
-      samplers::EulerMaruyamaOptions().num_steps(kMnistSampleSteps));
+      samplers::EulerMaruyamaOptions().grid(kMnistSampleSteps));
   auto i = std::make_shared<int64_t>(0);
   w.step = [sampler, x, i] {
     c10::InferenceMode guard;
@@ -314,8 +315,8 @@ Workload mnist_sample_graph(torch::Device device) {
         model,
         *sde,
         {kMnistSampleBatch, 1, 28, 28},
-        samplers::EulerMaruyamaOptions().num_steps(kSteps),
-        samplers::CommonOptions().device(device).cuda_graph(true));
+        samplers::EulerMaruyamaOptions().grid(kSteps).common(
+            samplers::CommonOptions().device(device).cuda_graph(true)));
   };
   return w;
 }
@@ -360,17 +361,22 @@ Workload gemm_peak(torch::Device device) {
 
 // Whole sampler runs on 1,000 2-D points with the exact score of an
 // 8-component Gaussian mixture ("gmm") or an untrained 64-unit MLP ("mlp"),
-// reported per sampler step: sample_<sampler>_<model>, sampler one of ddpm,
-// ddim, em, pc, heun (probability-flow ODE). DDPM/DDIM run on the seed's
-// T = 150 schedule (DDIM with 50 steps), the others on the VP SDE with 100
-// steps. PC and Heun evaluate the model twice per step.
+// reported per sampler step: sample_<sampler>_<model> with the sampler by
+// its name in sbgm::samplers::sample (ddpm, ddim, em, pc, and heun for the
+// probability-flow ODE "ode"). DDPM/DDIM run on the seed's T = 150 schedule
+// (DDIM with 50 steps), the others on the VP SDE with 100 steps. PC and
+// Heun evaluate the model twice per step.
 Workload sampler_run(
     torch::Device device, const std::string& sampler, const std::string& kind) {
   constexpr int64_t kPoints = 1000, kSteps = 100, kDdimSteps = 50;
   const bool discrete = sampler == "ddpm" || sampler == "ddim";
-  auto schedule = std::make_shared<Schedule>(
-      Schedule::sigmoid(kSeedT, 1e-5, 5e-3).to(device));
-  auto sde = std::make_shared<VPSDE>();
+  std::shared_ptr<NoiseProcess> process;
+  if (discrete) {
+    process = std::make_shared<DiscreteProcess>(
+        Schedule::sigmoid(kSeedT, 1e-5, 5e-3));
+  } else {
+    process = std::make_shared<VPSDE>();
+  }
   std::shared_ptr<Model> model;
   int64_t flops = 0;
   if (kind == "gmm") {
@@ -382,8 +388,7 @@ Workload sampler_run(
         means.to(device),
         torch::full({8}, 0.1, torch::kDouble).to(device));
     model = std::make_shared<Model>(
-        discrete ? gmm.schedule_model(*schedule)
-                 : gmm.sde_model(sde, Prediction::Score));
+        gmm.model(process, discrete ? Prediction::Epsilon : Prediction::Score));
   } else {
     MLPOptions o(2);
     if (discrete) {
@@ -402,63 +407,24 @@ Workload sampler_run(
             : torch::rand({kPoints}, torch::device(device));
     flops = count_flops([&] { net->forward(x, t); });
   }
+  const std::string name = sampler == "heun" ? "ode" : sampler;
+  const int64_t steps = sampler == "ddpm"   ? kSeedT
+                        : sampler == "ddim" ? kDdimSteps
+                                            : kSteps;
+  if (sampler == "pc" || sampler == "heun") {
+    flops *= 2;
+  }
   Workload w;
   w.default_iters = 20;
   w.sync = [device] { sync_device(device); };
-  samplers::CommonOptions common;
-  common.device(device);
-  const std::vector<int64_t> shape{kPoints, 2};
-  if (sampler == "ddpm") {
-    w.steps_per_call = kSeedT;
-    w.step = [=] { samplers::ddpm(*model, *schedule, shape, {}, common); };
-  } else if (sampler == "ddim") {
-    w.steps_per_call = kDdimSteps;
-    w.step = [=] {
-      samplers::ddim(
-          *model,
-          *schedule,
-          shape,
-          samplers::DDIMOptions().num_steps(kDdimSteps),
-          common);
-    };
-  } else if (sampler == "em") {
-    w.steps_per_call = kSteps;
-    w.step = [=] {
-      samplers::euler_maruyama(
-          *model,
-          *sde,
-          shape,
-          samplers::EulerMaruyamaOptions().num_steps(kSteps),
-          common);
-    };
-  } else if (sampler == "pc") {
-    w.steps_per_call = kSteps;
-    flops *= 2;
-    w.step = [=] {
-      samplers::predictor_corrector(
-          *model,
-          *sde,
-          shape,
-          samplers::PredictorCorrectorOptions().num_steps(kSteps),
-          common);
-    };
-  } else if (sampler == "heun") {
-    w.steps_per_call = kSteps;
-    flops *= 2;
-    w.step = [=] {
-      samplers::ode(
-          *model,
-          *sde,
-          shape,
-          samplers::ODEOptions()
-              .method(samplers::ODEMethod::Heun)
-              .num_steps(kSteps),
-          common);
-    };
-  } else {
-    TORCH_CHECK(false, "unknown sampler '", sampler, "' in the workload name");
-  }
+  w.steps_per_call = steps;
   w.flops = flops;
+  auto opts = samplers::SampleOptions().sampler(name).steps(steps);
+  opts.common().device(device);
+  samplers::sample(*model, *process, {2, 2}, opts);  // checks the name
+  w.step = [model, process, opts] {
+    samplers::sample(*model, *process, {kPoints, 2}, opts);
+  };
   return w;
 }
 

@@ -3,8 +3,7 @@
 #include <cmath>
 
 #include "internal.h"
-#include "sbgm/schedule.h"
-#include "sbgm/sde.h"
+#include "sbgm/process.h"
 
 namespace sbgm {
 
@@ -298,80 +297,48 @@ torch::Tensor GaussianMixture::epsilon(
   return -sc * sv.to(sc.device(), sc.scalar_type());
 }
 
-namespace {
-
-/// Converts an exact score (x's dtype) at kernel (m, s) (per-sample [N]
-/// tensors in float64) to the requested prediction.
-torch::Tensor from_score(
-    const torch::Tensor& score,
-    const torch::Tensor& x,
-    const torch::Tensor& m,
-    const torch::Tensor& s,
-    Prediction prediction) {
-  switch (prediction) {
-    case Prediction::Score:
-      return score;
-    case Prediction::Epsilon:
-      return -score * s.view({-1, 1}).to(x.scalar_type());
-    case Prediction::X0: {
-      auto s2 = s.square().view({-1, 1}).to(x.scalar_type());
-      return (x + s2 * score) / m.view({-1, 1}).to(x.scalar_type());
-    }
-  }
-  TORCH_CHECK(false, "GaussianMixture: unknown prediction");
-}
-
-}  // namespace
-
-Model GaussianMixture::sde_model(
-    std::shared_ptr<const SDE> sde, Prediction prediction) const {
-  TORCH_CHECK(sde != nullptr, "GaussianMixture::sde_model: sde is null");
+Model GaussianMixture::model(
+    std::shared_ptr<const NoiseProcess> process, Prediction prediction) const {
+  TORCH_CHECK(process != nullptr, "GaussianMixture::model: process is null");
   GaussianMixture self = *this;
   return Model(
-      [self, sde, prediction](const torch::Tensor& x, const torch::Tensor& t) {
-        detail::check_time_tensor(
-            t, x, /*integer=*/false, "GaussianMixture model");
-        auto t64 = t.to(torch::kDouble).reshape({-1}).expand({x.size(0)});
-        auto m = sde->mean_coeff(t64);
-        auto s = sde->std(t64);
-        auto sc = self.score(x, m, s);
-        return from_score(
-            sc, x, m.to(x.device()), s.to(x.device()), prediction);
-      },
-      prediction);
-}
-
-Model GaussianMixture::schedule_model(
-    const Schedule& schedule, Prediction prediction) const {
-  GaussianMixture self = *this;
-  Schedule sched = schedule;
-  // alpha_bar on the mixture's device, once: a per-call copy to the device
-  // would be a host sync (and break CUDA-graph capture).
-  const torch::Tensor table =
-      sched.alphas_cumprod().to(device(), torch::kDouble);
-  return Model(
-      [self, sched, table, prediction](
+      [self, process, prediction](
           const torch::Tensor& x, const torch::Tensor& t) {
-        detail::check_time_tensor(
-            t, x, /*integer=*/true, "GaussianMixture model");
-        auto ti = t.to(torch::kLong).reshape({-1}).expand({x.size(0)});
-        double lo = 0, hi = 0;
-        if (detail::host_minmax(ti, &lo, &hi)) {
-          TORCH_CHECK(
-              lo >= 0 && hi < sched.num_timesteps(),
-              "GaussianMixture model: timesteps must lie in [0, ",
-              sched.num_timesteps(),
-              "), got [",
-              lo,
-              ", ",
-              hi,
-              "]");
+        const char* where = "GaussianMixture model";
+        TORCH_CHECK(t.defined(), where, ": t is an undefined tensor");
+        detail::check_time_tensor(t, x, !t.is_floating_point(), where);
+        // One time shared by the batch (a 0-dim t, or an expanded one with
+        // stride 0, as the samplers pass it), on the CPU where reading it
+        // costs no sync: scalar coefficients, no per-sample tensors.
+        if (t.device().is_cpu() &&
+            (t.dim() == 0 || (x.size(0) > 0 && t.stride(0) == 0))) {
+          const double tt = t.reshape({-1})[0].item<double>();
+          const ProcessPoint at = process->at(tt);
+          auto score = self.score(x, at.alpha, at.sigma);
+          return prediction == Prediction::Score ? score
+                                                 : convert_prediction(
+                                                       score,
+                                                       Prediction::Score,
+                                                       prediction,
+                                                       x,
+                                                       at.alpha,
+                                                       at.sigma);
         }
-        auto ab = table.to(ti.device()).index_select(0, ti);
-        auto m = ab.sqrt();
-        auto s = (1.0 - ab).sqrt();
-        auto sc = self.score(x, m, s);
-        return from_score(sc, x, m, s, prediction);
+        auto t64 = t.to(torch::kDouble).reshape({-1}).expand({x.size(0)});
+        process->check_time(t64, where);
+        auto a = process->alpha(t64);
+        auto s = process->sigma(t64);
+        auto score = self.score(x, a, s);
+        if (prediction == Prediction::Score) {
+          return score;
+        }
+        return convert_prediction(
+            score,
+            Prediction::Score,
+            prediction,
+            x,
+            a.view({-1, 1}).to(x.device()),
+            s.view({-1, 1}).to(x.device()));
       },
       prediction);
 }

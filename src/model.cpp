@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "internal.h"
+#include "sbgm/process.h"
 
 namespace sbgm {
 
@@ -14,13 +15,41 @@ std::string to_string(Prediction p) {
       return "score";
     case Prediction::X0:
       return "x0";
+    case Prediction::V:
+      return "v";
   }
   return "unknown";
 }
 
-Model::Model(ModelFn fn, Prediction prediction)
-    : fn_(std::move(fn)), prediction_(prediction) {
+Prediction prediction_from_string(const std::string& name) {
+  for (auto p :
+       {Prediction::Epsilon,
+        Prediction::Score,
+        Prediction::X0,
+        Prediction::V}) {
+    if (to_string(p) == name) {
+      return p;
+    }
+  }
+  if (name == "eps") {
+    return Prediction::Epsilon;
+  }
+  TORCH_CHECK(
+      false,
+      "unknown prediction '",
+      name,
+      "' (expected epsilon, score, x0 or v)");
+}
+
+Model::Model(ModelFn fn, Prediction prediction, int64_t discrete_steps)
+    : fn_(std::move(fn)),
+      prediction_(prediction),
+      discrete_steps_(discrete_steps) {
   TORCH_CHECK(static_cast<bool>(fn_), "Model: the callable is empty");
+  TORCH_CHECK(
+      discrete_steps >= 0,
+      "Model: discrete_steps must be >= 0, got ",
+      discrete_steps);
 }
 
 torch::Tensor Model::operator()(
@@ -51,43 +80,33 @@ torch::Tensor Model::operator()(
   return out;
 }
 
-namespace {
-
-// m and s are doubles or broadcastable tensors.
-template <class C>
-torch::Tensor convert_impl(
-    const torch::Tensor& out,
-    Prediction from,
-    Prediction to,
-    const torch::Tensor& x,
-    const C& m,
-    const C& s) {
-  if (from == to) {
-    return out;
+void Model::check_process(
+    const NoiseProcess& process, const char* where) const {
+  if (discrete_steps_ == 0) {
+    return;
   }
-  // Go through epsilon.
-  torch::Tensor eps;
-  switch (from) {
-    case Prediction::Epsilon:
-      eps = out;
-      break;
-    case Prediction::Score:
-      eps = -out * s;
-      break;
-    case Prediction::X0:
-      eps = (x - out * m) / s;
-      break;
-  }
-  switch (to) {
-    case Prediction::Epsilon:
-      return eps;
-    case Prediction::Score:
-      return -eps / s;
-    case Prediction::X0:
-      return (x - eps * s) / m;
-  }
-  return eps;
+  TORCH_CHECK(
+      process.integer_model_time(),
+      where,
+      ": the model takes integer step indices in [0, ",
+      discrete_steps_,
+      ") (a network with a learned per-step time embedding), but the ",
+      process.describe(),
+      " process feeds it continuous times; sample it under a "
+      "DiscreteProcess of its schedule (with quantize on), or train a "
+      "network with sinusoidal or Fourier time features");
+  TORCH_CHECK(
+      process.num_model_steps() <= discrete_steps_,
+      where,
+      ": the ",
+      process.describe(),
+      " process has ",
+      process.num_model_steps(),
+      " steps but the model embeds only ",
+      discrete_steps_);
 }
+
+namespace {
 
 void check_convert(const torch::Tensor& out, const torch::Tensor& x) {
   detail::check_floating(out, "out", "convert_prediction");
@@ -106,18 +125,23 @@ torch::Tensor convert_prediction(
     Prediction from,
     Prediction to,
     const torch::Tensor& x,
-    double m,
-    double s) {
+    double alpha,
+    double sigma) {
   check_convert(out, x);
   TORCH_CHECK(
-      s > 0.0 && std::isfinite(s),
-      "convert_prediction: std s must be > 0, got ",
-      s);
+      sigma > 0.0 && std::isfinite(sigma),
+      "convert_prediction: sigma must be finite and > 0, got ",
+      sigma);
   TORCH_CHECK(
-      m > 0.0 && std::isfinite(m),
-      "convert_prediction: mean coefficient m must be > 0, got ",
-      m);
-  return convert_impl(out, from, to, x, m, s);
+      alpha > 0.0 && std::isfinite(alpha),
+      "convert_prediction: alpha must be finite and > 0, got ",
+      alpha);
+  if (from == to) {
+    return out;
+  }
+  const auto c = prediction_coeffs(from, to, alpha, sigma);
+  auto r = out * c.out_coeff;
+  return c.x_coeff_is_zero ? r : r.add_(x, c.x_coeff);
 }
 
 torch::Tensor convert_prediction(
@@ -125,10 +149,20 @@ torch::Tensor convert_prediction(
     Prediction from,
     Prediction to,
     const torch::Tensor& x,
-    const torch::Tensor& m,
-    const torch::Tensor& s) {
+    const torch::Tensor& alpha,
+    const torch::Tensor& sigma) {
   check_convert(out, x);
-  return convert_impl(out, from, to, x, m, s);
+  detail::check_floating(alpha, "alpha", "convert_prediction");
+  detail::check_floating(sigma, "sigma", "convert_prediction");
+  if (from == to) {
+    return out;
+  }
+  // Coefficients in the output's dtype, so float64 tables keep a float32
+  // output float32.
+  const auto c = prediction_coeffs(
+      from, to, alpha.to(out.scalar_type()), sigma.to(out.scalar_type()));
+  auto r = out * c.out_coeff;
+  return c.x_coeff_is_zero ? r : r.addcmul_(x, c.x_coeff);
 }
 
 }  // namespace sbgm

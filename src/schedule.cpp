@@ -1,8 +1,14 @@
 #include "sbgm/schedule.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <sstream>
 
 #include "internal.h"
+#include "sbgm/warnings.h"
 
 namespace sbgm {
 
@@ -131,21 +137,17 @@ Schedule::Schedule(
 
   if (!reaches_prior()) {
     if (!detail::prior_warning_issued().exchange(true)) {
-      TORCH_WARN(
-          "sbgm::Schedule: this ",
-          to_string(kind_),
-          " schedule (T = ",
-          T,
-          ") ends at alpha_bar_T = ",
-          terminal_alpha_bar(),
-          " (SNR ",
-          terminal_snr(),
-          "), so x_T keeps sqrt(alpha_bar_T) = ",
-          std::sqrt(terminal_alpha_bar()),
-          " of the data and is far from N(0, I). Samplers start from "
-          "N(0, I), off the distribution the network saw in training. Use "
-          "more timesteps, larger betas or the cosine schedule. (Warned "
-          "once.)");
+      std::ostringstream msg;
+      msg << "this " << to_string(kind_) << " schedule (T = " << T
+          << ") ends at alpha_bar_T = " << terminal_alpha_bar() << " (SNR "
+          << terminal_snr() << "), so x_T keeps sqrt(alpha_bar_T) = "
+          << std::sqrt(terminal_alpha_bar())
+          << " of the data and is far from N(0, I). Samplers start from "
+             "N(0, I), off the distribution the network saw in training. "
+             "Use more timesteps, larger betas or the cosine schedule. "
+             "(Warned once; sbgm::set_warning_handler routes or silences "
+             "warnings.)";
+      warn(msg.str());
     }
   }
 }
@@ -382,6 +384,192 @@ torch::Tensor Schedule::posterior_mean(
   auto c1 = extract(posterior_mean_coef1(), t, x0);
   auto c2 = extract(posterior_mean_coef2(), t, x0);
   return c1 * x0 + c2 * xt;
+}
+
+Schedule Schedule::rescale_zero_terminal_snr(double terminal_alpha_bar) const {
+  const char* where = "Schedule::rescale_zero_terminal_snr";
+  const int64_t T = num_timesteps();
+  TORCH_CHECK(T >= 2, where, ": needs at least 2 timesteps, got ", T);
+  TORCH_CHECK(
+      std::isfinite(terminal_alpha_bar) && terminal_alpha_bar > 0 &&
+          terminal_alpha_bar < 1,
+      where,
+      ": terminal_alpha_bar must lie in (0, 1), got ",
+      terminal_alpha_bar);
+  const auto& ab = host_->alphas_cumprod;
+  const double s0 = std::sqrt(ab.front());
+  const double sT = std::sqrt(ab.back());
+  std::vector<double> abar(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; ++i) {
+    const double s = (std::sqrt(ab[i]) - sT) * s0 / (s0 - sT);
+    abar[i] = s * s;
+  }
+  // At most half the step before, so that alpha_bar keeps decreasing.
+  abar.back() = std::min(terminal_alpha_bar, 0.5 * abar[T - 2]);
+  std::vector<double> betas(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; ++i) {
+    betas[i] = 1.0 - abar[i] / (i == 0 ? 1.0 : abar[i - 1]);
+  }
+  return Schedule(
+      ScheduleKind::Custom,
+      torch::tensor(betas, torch::kDouble),
+      betas.front(),
+      betas.back());
+}
+
+// ---- DiscreteProcess --------------------------------------------------------
+
+struct DiscreteProcess::DeviceTables {
+  std::mutex mutex;
+  std::map<std::string, torch::Tensor> lambdas;
+};
+
+DiscreteProcess::DiscreteProcess(
+    Schedule schedule, const DiscreteProcessOptions& options)
+    : schedule_(std::move(schedule)),
+      options_(options),
+      device_tables_(std::make_shared<DeviceTables>()) {
+  const int64_t T = schedule_.num_timesteps();
+  lambdas_.resize(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; ++i) {
+    const double ab = schedule_.alpha_bar(i);
+    lambdas_[i] = 0.5 * (std::log(ab) - std::log1p(-ab));
+  }
+}
+
+int64_t DiscreteProcess::num_timesteps() const {
+  return schedule_.num_timesteps();
+}
+
+int64_t DiscreteProcess::num_model_steps() const {
+  return schedule_.num_timesteps();
+}
+
+std::string DiscreteProcess::describe() const {
+  std::ostringstream os;
+  os << "discrete(" << to_string(schedule_.kind())
+     << ", T=" << schedule_.num_timesteps() << ")";
+  return os.str();
+}
+
+double DiscreteProcess::t_max() const {
+  return static_cast<double>(schedule_.num_timesteps() - 1);
+}
+
+torch::Tensor DiscreteProcess::lambda_table(torch::Device device) const {
+  std::lock_guard<std::mutex> lock(device_tables_->mutex);
+  auto& slot = device_tables_->lambdas[device.str()];
+  if (!slot.defined()) {
+    slot = torch::tensor(lambdas_, torch::kDouble).to(device);
+  }
+  return slot;
+}
+
+double DiscreteProcess::lambda_impl(double t) const {
+  const auto T = static_cast<int64_t>(lambdas_.size());
+  const int64_t lo =
+      std::min<int64_t>(static_cast<int64_t>(t), std::max<int64_t>(T - 2, 0));
+  const int64_t hi = std::min<int64_t>(lo + 1, T - 1);
+  const double frac = t - static_cast<double>(lo);
+  if (frac == 0.0) {
+    return lambdas_[lo];
+  }
+  return lambdas_[lo] + frac * (lambdas_[hi] - lambdas_[lo]);
+}
+
+torch::Tensor DiscreteProcess::lambda_impl(const torch::Tensor& t) const {
+  const auto T = static_cast<int64_t>(lambdas_.size());
+  auto td = t.to(torch::kDouble);
+  auto table = lambda_table(td.device());
+  auto lo =
+      td.floor().clamp(0, static_cast<double>(std::max<int64_t>(T - 2, 0)));
+  auto frac = td - lo;
+  auto ilo = lo.to(torch::kLong);
+  auto ihi = (ilo + 1).clamp_max(T - 1);
+  auto flat = [&](const torch::Tensor& i) {
+    return table.index_select(0, i.reshape({-1})).view(i.sizes());
+  };
+  auto llo = flat(ilo);
+  return llo + frac * (flat(ihi) - llo);
+}
+
+// alpha^2 = sigmoid(2 lambda); exact table values at the steps.
+double DiscreteProcess::alpha_impl(double t) const {
+  if (t == std::floor(t) && t >= 0 && t <= t_max()) {
+    return std::sqrt(schedule_.alpha_bar(static_cast<int64_t>(t)));
+  }
+  const double l = lambda_impl(t);
+  return std::sqrt(1.0 / (1.0 + std::exp(-2.0 * l)));
+}
+
+torch::Tensor DiscreteProcess::alpha_impl(const torch::Tensor& t) const {
+  return torch::sigmoid(lambda_impl(t) * 2.0).sqrt();
+}
+
+double DiscreteProcess::sigma_impl(double t) const {
+  if (t == std::floor(t) && t >= 0 && t <= t_max()) {
+    return std::sqrt(1.0 - schedule_.alpha_bar(static_cast<int64_t>(t)));
+  }
+  const double l = lambda_impl(t);
+  return std::sqrt(1.0 / (1.0 + std::exp(2.0 * l)));
+}
+
+torch::Tensor DiscreteProcess::sigma_impl(const torch::Tensor& t) const {
+  return torch::sigmoid(lambda_impl(t) * -2.0).sqrt();
+}
+
+double DiscreteProcess::t_of_lambda_impl(double lam) const {
+  const auto T = static_cast<int64_t>(lambdas_.size());
+  if (lam >= lambdas_.front()) {
+    return 0.0;
+  }
+  if (lam <= lambdas_.back()) {
+    return t_max();
+  }
+  // lambda decreases with the step: the segment [i, i + 1] holding lam.
+  auto it = std::lower_bound(
+      lambdas_.begin(), lambdas_.end(), lam, [](double a, double b) {
+        return a > b;
+      });
+  const int64_t hi = std::clamp<int64_t>(it - lambdas_.begin(), 1, T - 1);
+  const int64_t lo = hi - 1;
+  return static_cast<double>(lo) +
+         (lambdas_[lo] - lam) / (lambdas_[lo] - lambdas_[hi]);
+}
+
+// The slope of lambda on the segment that ends at t (the first segment at
+// t = 0), the one a step down from t crosses.
+double DiscreteProcess::segment_slope(double t) const {
+  const auto T = static_cast<int64_t>(lambdas_.size());
+  if (T < 2) {
+    return 0.0;
+  }
+  const int64_t hi =
+      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(t)), 1, T - 1);
+  return lambdas_[hi] - lambdas_[hi - 1];
+}
+
+double DiscreteProcess::drift_coeff_impl(double t) const {
+  const double s = sigma_impl(t);
+  return segment_slope(t) * s * s;
+}
+
+double DiscreteProcess::diffusion_sq_impl(double t) const {
+  const double s = sigma_impl(t);
+  return -2.0 * segment_slope(t) * s * s;
+}
+
+double DiscreteProcess::model_time(double t) const {
+  return options_.quantize() ? std::round(t) : t;
+}
+
+torch::Tensor DiscreteProcess::model_time(
+    const torch::Tensor& t, torch::ScalarType dtype) const {
+  if (!options_.quantize()) {
+    return t.to(dtype);
+  }
+  return t.is_floating_point() ? t.round().to(torch::kLong)
+                               : t.to(torch::kLong);
 }
 
 }  // namespace sbgm

@@ -1,419 +1,360 @@
 #include "sbgm/sde.h"
 
 #include <cmath>
+#include <limits>
+#include <sstream>
 
 #include "internal.h"
+#include "math.h"
 #include "sbgm/schedule.h"
 
 namespace sbgm {
 
 namespace {
 
-// Scalar functions written once for both a host double and a tensor.
-inline double xexp(double v) {
-  return std::exp(v);
-}
-inline torch::Tensor xexp(const torch::Tensor& v) {
-  return v.exp();
-}
-inline double xexpm1(double v) {
-  return std::expm1(v);
-}
-inline torch::Tensor xexpm1(const torch::Tensor& v) {
-  return v.expm1();
-}
-inline double xsqrt(double v) {
-  return std::sqrt(v);
-}
-inline torch::Tensor xsqrt(const torch::Tensor& v) {
-  return v.sqrt();
-}
-inline double xzero_like(double) {
-  return 0.0;
-}
-inline torch::Tensor xzero_like(const torch::Tensor& v) {
-  return torch::zeros_like(v);
-}
-inline double xone_like(double) {
-  return 1.0;
-}
-inline torch::Tensor xone_like(const torch::Tensor& v) {
-  return torch::ones_like(v);
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Each formula is written once, for T = double (host form) and T = tensor
+// (float64, per sample).
+template <class T>
+T clamp(const T& t, double lo, double hi) {
+  return math::max(math::min(t, hi), lo);
 }
 
-// B(t) = int_0^t beta(s) ds for beta(s) = bmin + s (bmax - bmin).
+torch::Tensor f64(const torch::Tensor& t) {
+  return t.to(torch::kDouble);
+}
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+// ---- VP and sub-VP: B(t) = int_0^t beta = beta_min t + d t^2 / 2 ---------
 template <class T>
-T vp_integral(const T& t, double bmin, double bmax) {
-  return t * bmin + (t * t) * (0.5 * (bmax - bmin));
+T vp_B(const T& t, double bmin, double bmax) {
+  return t * bmin + math::square(t) * (0.5 * (bmax - bmin));
+}
+// The t >= 0 with B(t) = B: the positive root of d t^2 / 2 + bmin t - B,
+// written without cancellation.
+template <class T>
+T vp_t_of_B(const T& B, double bmin, double bmax) {
+  return B * 2.0 / (math::sqrt(B * (2.0 * (bmax - bmin)) + bmin * bmin) + bmin);
+}
+template <class T>
+T vp_alpha(const T& t, double bmin, double bmax) {
+  return math::exp(vp_B(t, bmin, bmax) * -0.5);
+}
+template <class T>
+T vp_sigma(const T& t, double bmin, double bmax) {
+  return math::sqrt(-math::expm1(-vp_B(t, bmin, bmax)));
+}
+// sigma^2 / alpha^2 = e^B - 1.
+template <class T>
+T vp_lambda(const T& t, double bmin, double bmax) {
+  return math::log(math::expm1(vp_B(t, bmin, bmax))) * -0.5;
+}
+// B = log(1 + e^(-2 lambda)).
+template <class T>
+T vp_t_of_lambda(const T& lam, double bmin, double bmax) {
+  return clamp(vp_t_of_B(math::softplus(lam * -2.0), bmin, bmax), 0.0, 1.0);
 }
 template <class T>
 T vp_beta(const T& t, double bmin, double bmax) {
   return t * (bmax - bmin) + bmin;
 }
+
+// sub-VP: sigma = 1 - alpha^2 = -expm1(-B).
 template <class T>
-T vp_mean(const T& t, double bmin, double bmax) {
-  return xexp(vp_integral(t, bmin, bmax) * -0.5);
+T subvp_sigma(const T& t, double bmin, double bmax) {
+  return -math::expm1(-vp_B(t, bmin, bmax));
 }
-// 1 - exp(-B), accurate for small B.
 template <class T>
-T one_minus_exp_neg_integral(const T& t, double bmin, double bmax) {
-  return -xexpm1(-vp_integral(t, bmin, bmax));
+T subvp_lambda(const T& t, double bmin, double bmax) {
+  const T B = vp_B(t, bmin, bmax);
+  return B * -0.5 - math::log(-math::expm1(-B));
+}
+// r = sigma / alpha = (1 - alpha^2) / alpha gives alpha = 2 / (r + sqrt(r^2 +
+// 4)) and B = -2 log alpha = 2 asinh(r / 2).
+template <class T>
+T subvp_t_of_lambda(const T& lam, double bmin, double bmax) {
+  const T B = math::asinh(math::exp(-lam) * 0.5) * 2.0;
+  return clamp(vp_t_of_B(B, bmin, bmax), 0.0, 1.0);
+}
+// g^2 = beta (1 - e^(-2B)).
+template <class T>
+T subvp_g2(const T& t, double bmin, double bmax) {
+  return -vp_beta(t, bmin, bmax) * math::expm1(vp_B(t, bmin, bmax) * -2.0);
 }
 
-void check_beta_pair(double bmin, double bmax, const char* where) {
-  TORCH_CHECK(
-      std::isfinite(bmin) && std::isfinite(bmax) && bmin >= 0.0,
-      where,
-      ": beta_min must be finite and >= 0, got beta_min = ",
-      bmin,
-      ", beta_max = ",
-      bmax);
-  TORCH_CHECK(
-      bmin < bmax,
-      where,
-      ": beta_min must be smaller than beta_max, got beta_min = ",
-      bmin,
-      ", beta_max = ",
-      bmax);
+// ---- VE, sigma^t form: sigma^2 = expm1(2 t L) / (2 L), L = ln(base) ------
+template <class T>
+T ve_sigma(const T& t, double L) {
+  return math::sqrt(math::expm1(t * (2.0 * L)) / (2.0 * L));
+}
+template <class T>
+T ve_t_of_lambda(const T& lam, double L) {
+  return clamp(
+      math::log1p(math::exp(lam * -2.0) * (2.0 * L)) / (2.0 * L), 0.0, 1.0);
+}
+template <class T>
+T ve_g2(const T& t, double L) {
+  return math::exp(t * (2.0 * L));
+}
+
+// ---- geometric VE: sigma = sigma_min e^(t R), R = ln(sigma_max/sigma_min)
+template <class T>
+T gve_sigma(const T& t, double smin, double R) {
+  return math::exp(t * R) * smin;
+}
+template <class T>
+T gve_t_of_lambda(const T& lam, double smin, double R) {
+  return clamp((-lam - std::log(smin)) / R, 0.0, 1.0);
+}
+template <class T>
+T gve_g2(const T& t, double smin, double R) {
+  return math::square(gve_sigma(t, smin, R)) * (2.0 * R);
 }
 
 }  // namespace
 
-// ---- SDE -----------------------------------------------------------------
-
-void SDE::check_time(double t, const char* where) {
-  TORCH_CHECK(
-      std::isfinite(t) && t >= 0.0 && t <= 1.0,
-      where,
-      ": t must lie in [0, 1], got ",
-      t);
-}
-
-void SDE::check_time(const torch::Tensor& t, const char* where) {
-  TORCH_CHECK(t.defined(), where, ": t is an undefined tensor");
-  TORCH_CHECK(
-      t.is_floating_point(),
-      where,
-      ": continuous time t must be a floating-point tensor, got dtype ",
-      t.scalar_type());
-  double lo = 0, hi = 0;
-  if (detail::host_minmax(t, &lo, &hi)) {
-    TORCH_CHECK(
-        lo >= 0.0 && hi <= 1.0,
-        where,
-        ": t must lie in [0, 1], got values in [",
-        lo,
-        ", ",
-        hi,
-        "]");
-  }
-}
-
-void SDE::check_time(
-    const torch::Tensor& t, const torch::Tensor& x, const char* where) {
-  detail::check_floating(x, "x", where);
-  detail::check_time_tensor(t, x, /*integer=*/false, where);
-  check_time(t, where);
-}
-
-DiscreteStep SDE::discretize(double t, double dt) const {
-  check_time(t, "SDE::discretize");
-  TORCH_CHECK(dt > 0.0, "SDE::discretize: dt must be > 0, got ", dt);
-  return {drift_coeff(t) * dt, diffusion(t) * std::sqrt(dt)};
-}
-
-torch::Tensor SDE::drift(const torch::Tensor& x, double t) const {
-  check_time(t, "SDE::drift");
-  detail::check_floating(x, "x", "SDE::drift");
-  return x * drift_coeff(t);
-}
-
-torch::Tensor SDE::drift(const torch::Tensor& x, const torch::Tensor& t) const {
-  check_time(t, x, "SDE::drift");
-  return x * detail::batch_view(drift_coeff(t).to(x.scalar_type()), x);
-}
-
-torch::Tensor SDE::marginal_mean(const torch::Tensor& x0, double t) const {
-  check_time(t, "SDE::marginal_mean");
-  detail::check_floating(x0, "x0", "SDE::marginal_mean");
-  return x0 * mean_coeff(t);
-}
-
-torch::Tensor SDE::marginal_mean(
-    const torch::Tensor& x0, const torch::Tensor& t) const {
-  check_time(t, x0, "SDE::marginal_mean");
-  return x0 * detail::batch_view(mean_coeff(t).to(x0.scalar_type()), x0);
-}
-
-namespace {
-void check_noise(
-    const torch::Tensor& x0, const torch::Tensor& noise, const char* where) {
-  TORCH_CHECK(
-      noise.defined() && noise.sizes() == x0.sizes(),
-      where,
-      ": noise has shape ",
-      noise.defined() ? detail::shape_str(noise) : std::string("(undefined)"),
-      " but x0 has shape ",
-      detail::shape_str(x0));
-  detail::check_same_device(noise, "noise", x0, "x0", where);
-}
-}  // namespace
-
-torch::Tensor SDE::perturb(
-    const torch::Tensor& x0, double t, const torch::Tensor& noise) const {
-  check_time(t, "SDE::perturb");
-  detail::check_floating(x0, "x0", "SDE::perturb");
-  check_noise(x0, noise, "SDE::perturb");
-  return torch::add(x0 * mean_coeff(t), noise, std(t));
-}
-
-torch::Tensor SDE::perturb(
-    const torch::Tensor& x0,
-    const torch::Tensor& t,
-    const torch::Tensor& noise) const {
-  check_time(t, x0, "SDE::perturb");
-  check_noise(x0, noise, "SDE::perturb");
-  auto m = detail::batch_view(mean_coeff(t).to(x0.scalar_type()), x0);
-  auto s = detail::batch_view(std(t).to(x0.scalar_type()), x0);
-  return torch::addcmul(x0 * m, s, noise);
-}
-
-torch::Tensor SDE::kernel_score(
-    const torch::Tensor& xt,
-    const torch::Tensor& x0,
-    const torch::Tensor& t) const {
-  check_time(t, x0, "SDE::kernel_score");
-  check_noise(x0, xt, "SDE::kernel_score");
-  auto m = detail::batch_view(mean_coeff(t).to(x0.scalar_type()), x0);
-  auto s = detail::batch_view(std(t).to(x0.scalar_type()), x0);
-  return -(xt - m * x0) / (s * s);
-}
-
-torch::Tensor SDE::prior_sample(
-    torch::IntArrayRef shape,
-    const torch::TensorOptions& options,
-    std::optional<torch::Generator> generator) const {
-  for (auto d : shape) {
-    TORCH_CHECK(d >= 0, "SDE::prior_sample: negative size in shape ", shape);
-  }
-  auto z = generator ? torch::randn(shape, *generator, options)
-                     : torch::randn(shape, options);
-  TORCH_CHECK(
-      z.is_floating_point(),
-      "SDE::prior_sample: options must give a floating dtype, got ",
-      z.scalar_type());
-  return z.mul_(prior_std());
-}
-
-torch::Tensor SDE::prior_log_prob(const torch::Tensor& z) const {
-  detail::check_floating(z, "z", "SDE::prior_log_prob");
-  TORCH_CHECK(
-      z.dim() >= 1, "SDE::prior_log_prob: z must have a batch dimension");
-  const double s = prior_std();
-  auto flat = z.dim() == 1 ? z.reshape({1, -1}) : z.reshape({z.size(0), -1});
-  const auto d = static_cast<double>(flat.size(1));
-  auto sq = flat.pow(2).sum(1);
-  auto out = sq * (-0.5 / (s * s)) - d * 0.5 * std::log(2.0 * M_PI * s * s);
-  return z.dim() == 1 ? out.reshape({}) : out;
-}
-
-torch::Tensor SDE::reverse_drift(
-    const torch::Tensor& x,
-    double t,
-    const torch::Tensor& score,
-    bool probability_flow) const {
-  check_time(t, "SDE::reverse_drift");
-  detail::check_floating(x, "x", "SDE::reverse_drift");
-  check_noise(x, score, "SDE::reverse_drift");
-  const double g = diffusion(t);
-  const double w = probability_flow ? 0.5 * g * g : g * g;
-  return torch::add(x * drift_coeff(t), score, -w);
-}
-
-torch::Tensor SDE::reverse_drift(
-    const torch::Tensor& x,
-    const torch::Tensor& t,
-    const torch::Tensor& score,
-    bool probability_flow) const {
-  check_time(t, x, "SDE::reverse_drift");
-  check_noise(x, score, "SDE::reverse_drift");
-  auto a = detail::batch_view(drift_coeff(t).to(x.scalar_type()), x);
-  auto g = detail::batch_view(diffusion(t).to(x.scalar_type()), x);
-  auto w = probability_flow ? g * g * 0.5 : g * g;
-  return x * a - w * score;
-}
-
-// ---- VP ------------------------------------------------------------------
+// ---- VPSDE ------------------------------------------------------------------
 
 VPSDE::VPSDE(double beta_min, double beta_max)
     : beta_min_(beta_min), beta_max_(beta_max) {
-  check_beta_pair(beta_min, beta_max, "VPSDE");
+  TORCH_CHECK(
+      std::isfinite(beta_min) && std::isfinite(beta_max) && beta_min > 0 &&
+          beta_max >= beta_min,
+      "VPSDE: need 0 < beta_min <= beta_max, got beta_min = ",
+      beta_min,
+      ", beta_max = ",
+      beta_max);
 }
 
 VPSDE VPSDE::from_schedule(const Schedule& schedule) {
   TORCH_CHECK(
       schedule.kind() == ScheduleKind::Linear,
-      "VPSDE::from_schedule: only a linear schedule has a VP SDE limit, got a ",
+      "VPSDE::from_schedule: needs a linear schedule, got a ",
       to_string(schedule.kind()),
-      " schedule");
-  const auto T = static_cast<double>(schedule.num_timesteps());
+      " one");
+  const double T = static_cast<double>(schedule.num_timesteps());
   return VPSDE(T * schedule.beta_start(), T * schedule.beta_end());
+}
+
+std::string VPSDE::describe() const {
+  return "vp(beta_min=" + fmt(beta_min_) + ", beta_max=" + fmt(beta_max_) + ")";
 }
 
 double VPSDE::beta(double t) const {
   check_time(t, "VPSDE::beta");
   return vp_beta(t, beta_min_, beta_max_);
 }
-torch::Tensor VPSDE::beta(const torch::Tensor& t) const {
-  check_time(t, "VPSDE::beta");
-  return vp_beta(t, beta_min_, beta_max_);
+double VPSDE::alpha_impl(double t) const {
+  return vp_alpha(t, beta_min_, beta_max_);
 }
-double VPSDE::drift_coeff(double t) const {
-  return -0.5 * beta(t);
+torch::Tensor VPSDE::alpha_impl(const torch::Tensor& t) const {
+  return vp_alpha(f64(t), beta_min_, beta_max_);
 }
-torch::Tensor VPSDE::drift_coeff(const torch::Tensor& t) const {
-  return beta(t) * -0.5;
+double VPSDE::sigma_impl(double t) const {
+  return vp_sigma(t, beta_min_, beta_max_);
 }
-double VPSDE::diffusion(double t) const {
-  return std::sqrt(beta(t));
+torch::Tensor VPSDE::sigma_impl(const torch::Tensor& t) const {
+  return vp_sigma(f64(t), beta_min_, beta_max_);
 }
-torch::Tensor VPSDE::diffusion(const torch::Tensor& t) const {
-  return beta(t).sqrt();
+double VPSDE::lambda_impl(double t) const {
+  return vp_lambda(t, beta_min_, beta_max_);
 }
-double VPSDE::mean_coeff(double t) const {
-  check_time(t, "VPSDE::mean_coeff");
-  return vp_mean(t, beta_min_, beta_max_);
+torch::Tensor VPSDE::lambda_impl(const torch::Tensor& t) const {
+  return vp_lambda(f64(t), beta_min_, beta_max_);
 }
-torch::Tensor VPSDE::mean_coeff(const torch::Tensor& t) const {
-  check_time(t, "VPSDE::mean_coeff");
-  return vp_mean(t, beta_min_, beta_max_);
+double VPSDE::t_of_lambda_impl(double lam) const {
+  return vp_t_of_lambda(lam, beta_min_, beta_max_);
 }
-double VPSDE::std(double t) const {
-  check_time(t, "VPSDE::std");
-  return xsqrt(one_minus_exp_neg_integral(t, beta_min_, beta_max_));
+torch::Tensor VPSDE::t_of_lambda_impl(const torch::Tensor& lam) const {
+  return vp_t_of_lambda(f64(lam), beta_min_, beta_max_);
 }
-torch::Tensor VPSDE::std(const torch::Tensor& t) const {
-  check_time(t, "VPSDE::std");
-  return xsqrt(one_minus_exp_neg_integral(t, beta_min_, beta_max_));
-}
-DiscreteStep VPSDE::discretize(double t, double dt) const {
-  check_time(t, "VPSDE::discretize");
-  TORCH_CHECK(dt > 0.0, "VPSDE::discretize: dt must be > 0, got ", dt);
-  const double b = beta(t) * dt;
-  TORCH_CHECK(
-      b < 1.0,
-      "VPSDE::discretize: beta(t) dt = ",
-      b,
-      " must be < 1; use more steps");
-  return {std::sqrt(1.0 - b) - 1.0, std::sqrt(b)};
-}
-
-// ---- sub-VP --------------------------------------------------------------
-
-SubVPSDE::SubVPSDE(double beta_min, double beta_max)
-    : beta_min_(beta_min), beta_max_(beta_max) {
-  check_beta_pair(beta_min, beta_max, "SubVPSDE");
-}
-
-double SubVPSDE::drift_coeff(double t) const {
-  check_time(t, "SubVPSDE::drift_coeff");
+double VPSDE::drift_coeff_impl(double t) const {
   return -0.5 * vp_beta(t, beta_min_, beta_max_);
 }
-torch::Tensor SubVPSDE::drift_coeff(const torch::Tensor& t) const {
-  check_time(t, "SubVPSDE::drift_coeff");
-  return vp_beta(t, beta_min_, beta_max_) * -0.5;
+double VPSDE::diffusion_sq_impl(double t) const {
+  return vp_beta(t, beta_min_, beta_max_);
 }
-namespace {
-template <class T>
-T subvp_diffusion(const T& t, double bmin, double bmax) {
-  // beta(t) (1 - exp(-2 B(t))).
-  auto discount = -xexpm1(vp_integral(t, bmin, bmax) * -2.0);
-  return xsqrt(vp_beta(t, bmin, bmax) * discount);
-}
-}  // namespace
-double SubVPSDE::diffusion(double t) const {
-  check_time(t, "SubVPSDE::diffusion");
-  return subvp_diffusion(t, beta_min_, beta_max_);
-}
-torch::Tensor SubVPSDE::diffusion(const torch::Tensor& t) const {
-  check_time(t, "SubVPSDE::diffusion");
-  return subvp_diffusion(t, beta_min_, beta_max_);
-}
-double SubVPSDE::mean_coeff(double t) const {
-  check_time(t, "SubVPSDE::mean_coeff");
-  return vp_mean(t, beta_min_, beta_max_);
-}
-torch::Tensor SubVPSDE::mean_coeff(const torch::Tensor& t) const {
-  check_time(t, "SubVPSDE::mean_coeff");
-  return vp_mean(t, beta_min_, beta_max_);
-}
-double SubVPSDE::std(double t) const {
-  check_time(t, "SubVPSDE::std");
-  return one_minus_exp_neg_integral(t, beta_min_, beta_max_);
-}
-torch::Tensor SubVPSDE::std(const torch::Tensor& t) const {
-  check_time(t, "SubVPSDE::std");
-  return one_minus_exp_neg_integral(t, beta_min_, beta_max_);
+torch::Tensor VPSDE::diffusion_sq_impl(const torch::Tensor& t) const {
+  return vp_beta(f64(t), beta_min_, beta_max_);
 }
 
-// ---- VE (sigma^t) --------------------------------------------------------
+// ---- SubVPSDE ---------------------------------------------------------------
 
-VESDE::VESDE(double sigma) : sigma_(sigma), log_sigma_(std::log(sigma)) {
+SubVPSDE::SubVPSDE(double beta_min, double beta_max)
+    : VPSDE(beta_min, beta_max) {}
+
+std::string SubVPSDE::describe() const {
+  return "subvp(beta_min=" + fmt(beta_min_) + ", beta_max=" + fmt(beta_max_) +
+         ")";
+}
+double SubVPSDE::sigma_impl(double t) const {
+  return subvp_sigma(t, beta_min_, beta_max_);
+}
+torch::Tensor SubVPSDE::sigma_impl(const torch::Tensor& t) const {
+  return subvp_sigma(f64(t), beta_min_, beta_max_);
+}
+double SubVPSDE::lambda_impl(double t) const {
+  return subvp_lambda(t, beta_min_, beta_max_);
+}
+torch::Tensor SubVPSDE::lambda_impl(const torch::Tensor& t) const {
+  return subvp_lambda(f64(t), beta_min_, beta_max_);
+}
+double SubVPSDE::t_of_lambda_impl(double lam) const {
+  return subvp_t_of_lambda(lam, beta_min_, beta_max_);
+}
+torch::Tensor SubVPSDE::t_of_lambda_impl(const torch::Tensor& lam) const {
+  return subvp_t_of_lambda(f64(lam), beta_min_, beta_max_);
+}
+double SubVPSDE::diffusion_sq_impl(double t) const {
+  return subvp_g2(t, beta_min_, beta_max_);
+}
+torch::Tensor SubVPSDE::diffusion_sq_impl(const torch::Tensor& t) const {
+  return subvp_g2(f64(t), beta_min_, beta_max_);
+}
+
+// ---- VESDE ------------------------------------------------------------------
+
+VESDE::VESDE(double sigma) : base_(sigma), log_base_(std::log(sigma)) {
   TORCH_CHECK(
       std::isfinite(sigma) && sigma > 1.0,
-      "VESDE: sigma must be > 1, got ",
+      "VESDE: sigma must be finite and > 1, got ",
       sigma);
 }
-
-namespace {
-// s(t)^2 = (sigma^{2t} - 1) / (2 ln sigma), via expm1 for small t.
-template <class T>
-T ve_var(const T& t, double log_sigma) {
-  return xexpm1(t * (2.0 * log_sigma)) * (0.5 / log_sigma);
+std::string VESDE::describe() const {
+  return "ve(sigma=" + fmt(base_) + ")";
 }
-}  // namespace
-
-double VESDE::drift_coeff(double t) const {
-  check_time(t, "VESDE::drift_coeff");
-  return xzero_like(t);
+double VESDE::alpha_impl(double) const {
+  return 1.0;
 }
-torch::Tensor VESDE::drift_coeff(const torch::Tensor& t) const {
-  check_time(t, "VESDE::drift_coeff");
-  return xzero_like(t);
+torch::Tensor VESDE::alpha_impl(const torch::Tensor& t) const {
+  return math::ones_like(f64(t));
 }
-double VESDE::diffusion(double t) const {
-  check_time(t, "VESDE::diffusion");
-  return std::exp(t * log_sigma_);
+double VESDE::sigma_impl(double t) const {
+  return ve_sigma(t, log_base_);
 }
-torch::Tensor VESDE::diffusion(const torch::Tensor& t) const {
-  check_time(t, "VESDE::diffusion");
-  return (t * log_sigma_).exp();
+torch::Tensor VESDE::sigma_impl(const torch::Tensor& t) const {
+  return ve_sigma(f64(t), log_base_);
 }
-double VESDE::mean_coeff(double t) const {
-  check_time(t, "VESDE::mean_coeff");
-  return xone_like(t);
+double VESDE::t_of_lambda_impl(double lam) const {
+  return ve_t_of_lambda(lam, log_base_);
 }
-torch::Tensor VESDE::mean_coeff(const torch::Tensor& t) const {
-  check_time(t, "VESDE::mean_coeff");
-  return xone_like(t);
+torch::Tensor VESDE::t_of_lambda_impl(const torch::Tensor& lam) const {
+  return ve_t_of_lambda(f64(lam), log_base_);
 }
-double VESDE::std(double t) const {
-  check_time(t, "VESDE::std");
-  return std::sqrt(ve_var(t, log_sigma_));
+double VESDE::drift_coeff_impl(double) const {
+  return 0.0;
 }
-torch::Tensor VESDE::std(const torch::Tensor& t) const {
-  check_time(t, "VESDE::std");
-  return ve_var(t, log_sigma_).sqrt();
+double VESDE::diffusion_sq_impl(double t) const {
+  return ve_g2(t, log_base_);
+}
+torch::Tensor VESDE::diffusion_sq_impl(const torch::Tensor& t) const {
+  return ve_g2(f64(t), log_base_);
 }
 double VESDE::prior_std() const {
-  return std::sqrt(ve_var(1.0, log_sigma_));
+  return sigma(1.0);
 }
-DiscreteStep VESDE::discretize(double t, double dt) const {
-  check_time(t, "VESDE::discretize");
-  TORCH_CHECK(dt > 0.0, "VESDE::discretize: dt must be > 0, got ", dt);
-  const double t1 = std::min(t + dt, 1.0);
-  const double g2 = ve_var(t1, log_sigma_) - ve_var(t, log_sigma_);
-  return {0.0, std::sqrt(std::max(g2, 0.0))};
+
+// ---- GeometricVESDE ---------------------------------------------------------
+
+GeometricVESDE::GeometricVESDE(double sigma_min, double sigma_max)
+    : sigma_min_(sigma_min),
+      sigma_max_(sigma_max),
+      log_ratio_(std::log(sigma_max / sigma_min)) {
+  TORCH_CHECK(
+      std::isfinite(sigma_min) && std::isfinite(sigma_max) && sigma_min > 0 &&
+          sigma_max > sigma_min,
+      "GeometricVESDE: need 0 < sigma_min < sigma_max, got sigma_min = ",
+      sigma_min,
+      ", sigma_max = ",
+      sigma_max);
+}
+std::string GeometricVESDE::describe() const {
+  return "ve_geometric(sigma_min=" + fmt(sigma_min_) +
+         ", sigma_max=" + fmt(sigma_max_) + ")";
+}
+double GeometricVESDE::data_time() const {
+  return -kInf;
+}
+double GeometricVESDE::alpha_impl(double) const {
+  return 1.0;
+}
+torch::Tensor GeometricVESDE::alpha_impl(const torch::Tensor& t) const {
+  return math::ones_like(f64(t));
+}
+double GeometricVESDE::sigma_impl(double t) const {
+  return gve_sigma(t, sigma_min_, log_ratio_);
+}
+torch::Tensor GeometricVESDE::sigma_impl(const torch::Tensor& t) const {
+  return gve_sigma(f64(t), sigma_min_, log_ratio_);
+}
+double GeometricVESDE::t_of_lambda_impl(double lam) const {
+  return gve_t_of_lambda(lam, sigma_min_, log_ratio_);
+}
+torch::Tensor GeometricVESDE::t_of_lambda_impl(const torch::Tensor& lam) const {
+  return gve_t_of_lambda(f64(lam), sigma_min_, log_ratio_);
+}
+double GeometricVESDE::drift_coeff_impl(double) const {
+  return 0.0;
+}
+double GeometricVESDE::diffusion_sq_impl(double t) const {
+  return gve_g2(t, sigma_min_, log_ratio_);
+}
+torch::Tensor GeometricVESDE::diffusion_sq_impl(const torch::Tensor& t) const {
+  return gve_g2(f64(t), sigma_min_, log_ratio_);
+}
+
+// ---- EDMProcess -------------------------------------------------------------
+
+EDMProcess::EDMProcess(double sigma_min, double sigma_max, double sigma_data)
+    : sigma_min_(sigma_min), sigma_max_(sigma_max), sigma_data_(sigma_data) {
+  TORCH_CHECK(
+      std::isfinite(sigma_min) && std::isfinite(sigma_max) && sigma_min > 0 &&
+          sigma_max > sigma_min,
+      "EDMProcess: need 0 < sigma_min < sigma_max, got sigma_min = ",
+      sigma_min,
+      ", sigma_max = ",
+      sigma_max);
+  TORCH_CHECK(
+      std::isfinite(sigma_data) && sigma_data > 0,
+      "EDMProcess: sigma_data must be finite and > 0, got ",
+      sigma_data);
+}
+std::string EDMProcess::describe() const {
+  return "edm(sigma_min=" + fmt(sigma_min_) + ", sigma_max=" + fmt(sigma_max_) +
+         ", sigma_data=" + fmt(sigma_data_) + ")";
+}
+double EDMProcess::alpha_impl(double) const {
+  return 1.0;
+}
+torch::Tensor EDMProcess::alpha_impl(const torch::Tensor& t) const {
+  return math::ones_like(f64(t));
+}
+double EDMProcess::sigma_impl(double t) const {
+  return t;
+}
+torch::Tensor EDMProcess::sigma_impl(const torch::Tensor& t) const {
+  return f64(t);
+}
+double EDMProcess::t_of_lambda_impl(double lam) const {
+  return clamp(std::exp(-lam), 0.0, sigma_max_);
+}
+torch::Tensor EDMProcess::t_of_lambda_impl(const torch::Tensor& lam) const {
+  return clamp(torch::exp(-f64(lam)), 0.0, sigma_max_);
+}
+double EDMProcess::drift_coeff_impl(double) const {
+  return 0.0;
+}
+double EDMProcess::diffusion_sq_impl(double t) const {
+  return 2.0 * t;
+}
+torch::Tensor EDMProcess::diffusion_sq_impl(const torch::Tensor& t) const {
+  return f64(t) * 2.0;
 }
 
 }  // namespace sbgm

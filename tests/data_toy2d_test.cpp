@@ -92,12 +92,22 @@ TEST(Toy2dTest, MoonsLieOnTheirCircles) {
   auto inner = x.index({on_inner});
   EXPECT_GE(outer.select(1, 1).min().item<double>(), -1e-6);
   EXPECT_LE(inner.select(1, 1).max().item<double>(), 0.5 + 1e-6);
-  // Centres of mass of evenly spaced half circles: (0, 2/pi) for the outer
-  // one (the mean of sin over [0, pi] on a grid), (1, 0.5 - 2/pi) inner.
-  EXPECT_NEAR(outer.select(1, 0).mean().item<double>(), 0, 1e-6);
-  EXPECT_NEAR(outer.select(1, 1).mean().item<double>(), 2 / kPi, 2e-3);
-  EXPECT_NEAR(inner.select(1, 0).mean().item<double>(), 1, 1e-6);
-  EXPECT_NEAR(inner.select(1, 1).mean().item<double>(), 0.5 - 2 / kPi, 2e-3);
+  // Centres of mass of uniform half circles: (0, 2/pi) for the outer one
+  // (the mean of cos and sin over [0, pi]), (1, 0.5 - 2/pi) inner; within
+  // 4 standard errors (the coordinates' std is at most 0.71).
+  const double se = 4 * 0.71 / std::sqrt(500.0);
+  EXPECT_NEAR(outer.select(1, 0).mean().item<double>(), 0, se);
+  EXPECT_NEAR(outer.select(1, 1).mean().item<double>(), 2 / kPi, se);
+  EXPECT_NEAR(inner.select(1, 0).mean().item<double>(), 1, se);
+  EXPECT_NEAR(inner.select(1, 1).mean().item<double>(), 0.5 - 2 / kPi, se);
+  // Random angles: two draws are different sets, not one set re-noised.
+  auto y = make_moons(1001, gen(1), 0.0).to(torch::kDouble);
+  EXPECT_GT(
+      (std::get<0>(x.sort(0)) - std::get<0>(y.sort(0)))
+          .abs()
+          .max()
+          .item<double>(),
+      1e-3);
   // Shuffled: outer and inner points are not in two blocks.
   EXPECT_FALSE(on_outer.slice(0, 0, 500).all().item<bool>());
 }
@@ -110,9 +120,11 @@ TEST(Toy2dTest, CirclesHaveRadiiOneAndFactor) {
   EXPECT_TRUE((outer | inner).all().item<bool>());
   EXPECT_EQ(outer.sum().item<int64_t>(), 499);
   EXPECT_EQ(inner.sum().item<int64_t>(), 500);
-  // Evenly spaced angles: each circle's points sum to zero.
+  // Uniform angles: each circle's mean is 0 within 4 standard errors.
   auto xd = x.to(torch::kDouble);
-  EXPECT_LT(xd.index({outer}).sum(0).abs().max().item<double>(), 1e-4);
+  EXPECT_LT(
+      xd.index({outer}).mean(0).abs().max().item<double>(),
+      4 * std::sqrt(0.5 / 499));
   EXPECT_THROW_MSG(make_circles(10, {}, 0.0, 1.0), "factor must be in (0, 1)");
 }
 
@@ -134,6 +146,25 @@ TEST(Toy2dTest, EightGaussiansAroundTheirMeans) {
       (kPi / 4);
   auto res = y - 2 * torch::stack({torch::cos(a), torch::sin(a)}, 1);
   EXPECT_NEAR(res.std().item<double>(), 0.1, 0.005);
+}
+
+TEST(Toy2dTest, StandardizerGivesUnitVarianceAndInverts) {
+  for (auto kind : all_toy2d()) {
+    auto s = toy2d_standardizer(kind);
+    auto x = make_toy2d(kind, 50000, gen(9)).to(torch::kDouble);
+    auto y = s.apply(x);
+    EXPECT_LT(y.mean(0).abs().max().item<double>(), 0.02) << to_string(kind);
+    EXPECT_NEAR(y.square().mean().item<double>(), 1.0, 0.02) << to_string(kind);
+    EXPECT_TRUE(sbgm::test::all_close(s.invert(y), x, 1e-6, 1e-6));
+    // One scale for both coordinates: the aspect is kept.
+    auto ratio = (y / (x - s.mean.to(torch::kDouble)));
+    EXPECT_NEAR(ratio.median().item<double>(), 1.0 / s.scale, 1e-6);
+  }
+  Toy2dSampler sampler(Toy2dSamplerOptions(Toy2d::Circles).standardize(true));
+  auto b = sampler.sample(20000).to(torch::kDouble);
+  EXPECT_NEAR(b.square().mean().item<double>(), 1.0, 0.03);
+  EXPECT_THROW_MSG(
+      Standardizer::fit(torch::ones({5, 2})), "the points have no spread");
 }
 
 TEST(Toy2dTest, BadArguments) {

@@ -111,23 +111,29 @@ TEST(GaussianMixture, PerSampleCoefficientsAndModels) {
     EXPECT_TRUE(all_close(sc[i], g.score(x.slice(0, i, i + 1), mi, si)[0]));
     EXPECT_TRUE(all_close(eps[i], -si * sc[i]));
   }
-  // SDE model: VP kernel at each t.
+  // Under a process: alpha(t), sigma(t) at each t.
   auto sde = std::make_shared<sbgm::VPSDE>();
   auto t = torch::tensor({0.1, 0.5, 0.9, 1.0}, torch::kDouble);
-  auto mt = sde->mean_coeff(t), st = sde->std(t);
-  auto model_eps = g.sde_model(sde, sbgm::Prediction::Epsilon);
-  auto model_x0 = g.sde_model(sde, sbgm::Prediction::X0);
+  auto mt = sde->alpha(t), st = sde->sigma(t);
+  auto model_eps = g.model(sde, sbgm::Prediction::Epsilon);
+  auto model_x0 = g.model(sde, sbgm::Prediction::X0);
+  auto model_v = g.model(sde, sbgm::Prediction::V);
   auto ref = g.score(x, mt, st);
-  EXPECT_TRUE(all_close(model_eps(x, t), -ref * st.view({-1, 1}), 1e-10));
+  auto eps_ref = -ref * st.view({-1, 1});
+  auto x0_ref = (x + st.square().view({-1, 1}) * ref) / mt.view({-1, 1});
+  EXPECT_TRUE(all_close(model_eps(x, t), eps_ref, 1e-10));
+  EXPECT_TRUE(all_close(model_x0(x, t), x0_ref, 1e-10));
   EXPECT_TRUE(all_close(
-      model_x0(x, t),
-      (x + st.square().view({-1, 1}) * ref) / mt.view({-1, 1}),
+      model_v(x, t),
+      mt.view({-1, 1}) * eps_ref - st.view({-1, 1}) * x0_ref,
       1e-10));
-  // Schedule model: sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t).
+  // A discrete schedule: sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t) at the
+  // (integer) steps the process feeds.
   auto sched = sbgm::Schedule::linear(100);
   auto ti = torch::tensor({0, 10, 50, 99}, torch::kLong);
   auto ab = sched.alphas_cumprod().index_select(0, ti);
-  auto model_s = g.schedule_model(sched, sbgm::Prediction::Score);
+  auto model_s = g.model(
+      std::make_shared<sbgm::DiscreteProcess>(sched), sbgm::Prediction::Score);
   EXPECT_TRUE(
       all_close(model_s(x, ti), g.score(x, ab.sqrt(), (1 - ab).sqrt()), 1e-10));
 }
@@ -188,9 +194,11 @@ TEST(GaussianMixtureErrors, BadInput) {
   EXPECT_THROW_MSG(g.sample(-1), "n must be >= 0");
   EXPECT_THROW_MSG(
       g.sample(2, std::nullopt, torch::kLong), "dtype must be floating");
-  EXPECT_THROW_MSG(g.sde_model(nullptr), "sde is null");
-  auto model = g.schedule_model(sbgm::Schedule::linear(10));
+  EXPECT_THROW_MSG(g.model(nullptr), "process is null");
+  auto model = g.model(
+      std::make_shared<sbgm::DiscreteProcess>(sbgm::Schedule::linear(10)));
   EXPECT_THROW_MSG(
       model(torch::zeros({2, 2}), torch::tensor({0, 10})),
-      "timesteps must lie in [0, 10)");
+      "times must lie in the range of the discrete(linear, T=10) process, "
+      "[0, 9], got values in [0, 10]");
 }

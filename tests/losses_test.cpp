@@ -1,9 +1,12 @@
-// Eps-prediction and denoising-score-matching losses.
+// The losses on any noise process, every target and weighting, against hand
+// computations; EDM's preconditioning.
 
 #include "sbgm/losses.h"
 
 #include <cmath>
 
+#include "sbgm/precondition.h"
+#include "sbgm/random.h"
 #include "sbgm/schedule.h"
 #include "sbgm/sde.h"
 #include "support.h"
@@ -13,14 +16,14 @@ namespace {
 
 class Losses : public test::SeededTest {};
 
-// VP kernel by hand: B(t) = b0 t + t^2 (b1 - b0) / 2.
+// VP by hand: B(t) = b0 t + t^2 (b1 - b0) / 2.
 double vp_B(double t, double b0, double b1) {
   return b0 * t + 0.5 * t * t * (b1 - b0);
 }
 
 TEST_F(Losses, EpsilonLossOnAScheduleMatchesHandComputation) {
   const std::vector<double> betas = {0.1, 0.2, 0.3, 0.4};
-  auto schedule = Schedule::from_betas(betas);
+  DiscreteProcess process(Schedule::from_betas(betas));
   std::vector<double> abar;
   double prod = 1.0;
   for (double b : betas) {
@@ -32,9 +35,10 @@ TEST_F(Losses, EpsilonLossOnAScheduleMatchesHandComputation) {
   auto z = torch::tensor({0.3, 0.1, -1.0, 2.0, 0.7, -0.4}, torch::kDouble)
                .reshape({3, 2});
   auto t = torch::tensor({0, 3, 1}, torch::kLong);
-  // An eps model eps_hat = 0.5 x + 0.1 t.
+  // An eps model eps_hat = 0.5 x + 0.1 t; it must see the integer steps.
   Model model(
       [](const torch::Tensor& x, const torch::Tensor& tt) {
+        EXPECT_EQ(tt.scalar_type(), torch::kLong);
         return 0.5 * x + 0.1 * tt.to(x.scalar_type()).unsqueeze(1);
       },
       Prediction::Epsilon);
@@ -51,58 +55,152 @@ TEST_F(Losses, EpsilonLossOnAScheduleMatchesHandComputation) {
     }
     want += per / 3;
   }
-  auto loss = epsilon_loss(model, schedule, x0, t, z);
+  auto loss = diffusion_loss(model, process, x0, t, z);
   EXPECT_EQ(loss.dim(), 0);
   EXPECT_NEAR(loss.item<double>(), want, 1e-12);
+  // Float times of integer value give the same.
+  EXPECT_NEAR(
+      diffusion_loss(model, process, x0, t.to(torch::kDouble), z)
+          .item<double>(),
+      want,
+      1e-12);
 }
 
-TEST_F(Losses, LossesOnTheVPSDEMatchHandComputation) {
-  const double b0 = 0.1, b1 = 20.0;
-  VPSDE sde(b0, b1);
-  auto x0 =
-      torch::tensor({1.0, -2.0, 0.5, 3.0}, torch::kDouble).reshape({2, 2});
-  auto z = torch::tensor({0.3, 0.1, -1.0, 2.0}, torch::kDouble).reshape({2, 2});
-  const std::vector<double> ts = {0.2, 0.7};
-  auto t = torch::tensor(ts, torch::kDouble);
-  // A score model s_hat = -x; an eps model eps_hat = x.
-  Model score(
-      [](const torch::Tensor& x, const torch::Tensor&) { return -x; },
-      Prediction::Score);
-  Model eps(
-      [](const torch::Tensor& x, const torch::Tensor&) { return x.clone(); },
+// Every target and weighting on the VP SDE, computed here per sample from
+// the closed forms with an eps model eps_hat = 0.4 x + 0.2 t: the target's
+// estimate from eps_hat by the textbook formulas, and the weights as the
+// papers write them.
+TEST_F(Losses, EveryTargetAndWeightingMatchesHandComputation) {
+  const double b0 = 0.1, b1 = 20.0, gamma = 5.0, sd = 0.5;
+  VPSDE vp(b0, b1);
+  const int64_t n = 6;
+  auto x0 = torch::randn({n, 3}, torch::kDouble);
+  auto z = torch::randn({n, 3}, torch::kDouble);
+  auto t = torch::tensor({0.002, 0.05, 0.2, 0.5, 0.8, 1.0}, torch::kDouble);
+  Model model(
+      [](const torch::Tensor& x, const torch::Tensor& tt) {
+        return 0.4 * x + 0.2 * tt.unsqueeze(1);
+      },
       Prediction::Epsilon);
-  double dsm = 0, dsm_lik = 0, epsl = 0;
-  for (int i = 0; i < 2; ++i) {
-    const double B = vp_B(ts[i], b0, b1);
-    const double m = std::exp(-0.5 * B), s = std::sqrt(1 - std::exp(-B));
-    const double g2 = b0 + ts[i] * (b1 - b0);
-    double per = 0, per_eps = 0;
-    for (int d = 0; d < 2; ++d) {
-      const double zi = z[i][d].item<double>();
-      const double xt = m * x0[i][d].item<double>() + s * zi;
-      per += std::pow(s * (-xt) + zi, 2) / 2;
-      per_eps += std::pow(xt - zi, 2) / 2;
+  for (auto target :
+       {Prediction::Epsilon,
+        Prediction::X0,
+        Prediction::V,
+        Prediction::Score}) {
+    for (auto w :
+         {LossWeighting::Unit,
+          LossWeighting::SigmaSquared,
+          LossWeighting::Likelihood,
+          LossWeighting::MinSNR,
+          LossWeighting::EDM}) {
+      double want = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double ti = t[i].item<double>();
+        const double B = vp_B(ti, b0, b1), beta = b0 + ti * (b1 - b0);
+        const double a = std::exp(-B / 2), s = std::sqrt(1 - std::exp(-B));
+        const double snr = a * a / (s * s);
+        auto xt = a * x0[i] + s * z[i];
+        auto e_hat = 0.4 * xt + 0.2 * ti;
+        auto x0_hat = (xt - s * e_hat) / a;
+        torch::Tensor hat, tgt;
+        switch (target) {
+          case Prediction::Epsilon:
+            hat = e_hat, tgt = z[i];
+            break;
+          case Prediction::X0:
+            hat = x0_hat, tgt = x0[i];
+            break;
+          case Prediction::V:
+            hat = a * e_hat - s * x0_hat, tgt = a * z[i] - s * x0[i];
+            break;
+          case Prediction::Score:
+            hat = -e_hat / s, tgt = -z[i] / s;
+            break;
+        }
+        const double mse = (hat - tgt).square().mean().item<double>();
+        // The objective in x0-MSE terms, then converted to the target's.
+        const double c = target == Prediction::Epsilon ? snr
+                         : target == Prediction::X0    ? 1.0
+                         : target == Prediction::V     ? 1.0 / (s * s)
+                                                       : a * a / std::pow(s, 4);
+        double lam = 1.0;
+        switch (w) {
+          case LossWeighting::Unit:
+            lam = c;
+            break;
+          case LossWeighting::SigmaSquared:  // sigma^2 on the score MSE
+            lam = s * s * a * a / std::pow(s, 4);
+            break;
+          case LossWeighting::Likelihood:  // g^2 = beta on the score MSE
+            lam = beta * a * a / std::pow(s, 4);
+            break;
+          case LossWeighting::MinSNR:
+            lam = std::min(snr, gamma);
+            break;
+          case LossWeighting::EDM: {
+            const double ss = s / a;
+            lam = (ss * ss + sd * sd) / (ss * ss * sd * sd);
+            break;
+          }
+        }
+        want += lam / c * mse / n;
+      }
+      auto got = diffusion_loss(
+          model,
+          vp,
+          x0,
+          t,
+          z,
+          LossOptions().target(target).weighting(w).min_snr_gamma(gamma));
+      EXPECT_NEAR(got.item<double>(), want, 1e-9 * std::max(1.0, want))
+          << to_string(target) << " weighting " << static_cast<int>(w);
     }
-    dsm += per / 2;
-    dsm_lik += g2 / (s * s) * per / 2;
-    epsl += per_eps / 2;
   }
-  EXPECT_NEAR(dsm_loss(score, sde, x0, t, z).item<double>(), dsm, 1e-10);
+}
+
+TEST_F(Losses, WeightedObjectivesDoNotDependOnTheTarget) {
+  // Min-SNR-5 gives one objective whether the squared error is taken on
+  // eps, x0 or v (min(SNR, 5) / SNR on eps and min(SNR, 5) / (SNR + 1) on v
+  // for VP, Hang et al. 2023); the seed's DSM equals the eps loss.
+  VPSDE vp;
+  auto x0 = torch::randn({32, 2}, torch::kDouble);
+  auto z = torch::randn({32, 2}, torch::kDouble);
+  auto t = torch::rand({32}, torch::kDouble) * 0.99 + 0.005;
+  Model v_model(
+      [](const torch::Tensor& x, const torch::Tensor& tt) {
+        return torch::tanh(x) * tt.unsqueeze(1);
+      },
+      Prediction::V);
+  auto loss = [&](Prediction target, LossWeighting w) {
+    return diffusion_loss(
+               v_model, vp, x0, t, z, LossOptions().target(target).weighting(w))
+        .item<double>();
+  };
+  const double eps = loss(Prediction::Epsilon, LossWeighting::MinSNR);
+  EXPECT_NEAR(loss(Prediction::X0, LossWeighting::MinSNR), eps, 1e-10);
+  EXPECT_NEAR(loss(Prediction::V, LossWeighting::MinSNR), eps, 1e-10);
   EXPECT_NEAR(
-      dsm_loss(
-          score, sde, x0, t, z, SDELossOptions().likelihood_weighting(true))
+      loss(Prediction::Score, LossWeighting::SigmaSquared),
+      loss(Prediction::Epsilon, LossWeighting::Unit),
+      1e-10);
+  // The drawing overload of DSM is that objective with its own draws.
+  EXPECT_EQ(
+      dsm_loss(v_model, vp, x0, false, LossOptions(), make_generator(3))
           .item<double>(),
-      dsm_lik,
-      1e-9);
-  EXPECT_NEAR(epsilon_loss(eps, sde, x0, t, z).item<double>(), epsl, 1e-10);
-  // In the eps parameterization the two losses agree: an eps model sampled
-  // with DSM gives the same number.
-  EXPECT_NEAR(dsm_loss(eps, sde, x0, t, z).item<double>(), epsl, 1e-10);
+      diffusion_loss(
+          v_model,
+          vp,
+          x0,
+          LossOptions()
+              .target(Prediction::Score)
+              .weighting(LossWeighting::SigmaSquared),
+          make_generator(3))
+          .item<double>());
 }
 
 TEST_F(Losses, DSMOfTheExactGaussianScoreReachesItsMinimum) {
-  // x0 ~ N(0, c^2 I) under the VP SDE: p_t = N(0, v I), v = m^2 c^2 + s^2,
-  // score -x / v, and E[(s score + z)^2] = m^2 c^2 / v per dimension.
+  // x0 ~ N(0, c^2 I) under the VP SDE: p_t = N(0, v I), v = a^2 c^2 + s^2,
+  // score -x / v, and E[(s score + z)^2] = a^2 c^2 / v per dimension.
   const double c = 0.7, b0 = 0.1, b1 = 20.0;
   VPSDE sde(b0, b1);
   const int64_t n = 200000, d = 2;
@@ -118,47 +216,68 @@ TEST_F(Losses, DSMOfTheExactGaussianScoreReachesItsMinimum) {
         },
         Prediction::Score);
   };
-  // The minimum averaged over the sampled t (the same t as the loss).
+  auto dsm = LossOptions()
+                 .target(Prediction::Score)
+                 .weighting(LossWeighting::SigmaSquared);
   auto m2c2 = torch::exp(-B) * c * c;
   const double want = (m2c2 / v.squeeze(1)).mean().item<double>();
-  const double got = dsm_loss(make(1.0), sde, x0, t, z).item<double>();
+  const double got =
+      diffusion_loss(make(1.0), sde, x0, t, z, dsm).item<double>();
   EXPECT_NEAR(got, want, 0.01 * want);
-  // Any other score does worse.
-  EXPECT_GT(dsm_loss(make(1.2), sde, x0, t, z).item<double>(), got);
-  EXPECT_GT(dsm_loss(make(0.8), sde, x0, t, z).item<double>(), got);
+  EXPECT_GT(diffusion_loss(make(1.2), sde, x0, t, z, dsm).item<double>(), got);
+  EXPECT_GT(diffusion_loss(make(0.8), sde, x0, t, z, dsm).item<double>(), got);
 }
 
 TEST_F(Losses, TimeSampling) {
-  auto u = sample_timesteps(9, 50, TimeSampling::Uniform, torch::kCPU);
-  EXPECT_EQ(u.scalar_type(), torch::kLong);
-  EXPECT_EQ(u.numel(), 9);
-  EXPECT_GE(u.min().item<int64_t>(), 0);
-  EXPECT_LT(u.max().item<int64_t>(), 50);
-  auto a = sample_timesteps(9, 50, TimeSampling::Antithetic, torch::kCPU);
+  DiscreteProcess disc(Schedule::linear(50));
+  auto u = sample_times(disc, 9, LossOptions(), torch::kCPU);
+  EXPECT_EQ(u.scalar_type(), torch::kDouble);
+  EXPECT_TRUE(torch::equal(u, u.round()));
+  EXPECT_GE(u.min().item<double>(), 0);
+  EXPECT_LE(u.max().item<double>(), 49);
+  auto a = sample_times(
+      disc, 9, LossOptions().sampling(TimeSampling::Antithetic), torch::kCPU);
   ASSERT_EQ(a.numel(), 9);
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(a[i].item<int64_t>() + a[i + 5].item<int64_t>(), 49);
+    EXPECT_EQ(a[i].item<double>() + a[i + 5].item<double>(), 49);
   }
+  VPSDE vp;
   auto f = sample_times(
-      8, 1e-3, TimeSampling::Antithetic, torch::TensorOptions(torch::kDouble));
+      vp, 8, LossOptions().sampling(TimeSampling::Antithetic), torch::kCPU);
   ASSERT_EQ(f.numel(), 8);
   for (int i = 0; i < 4; ++i) {
     EXPECT_NEAR(f[i].item<double>() + f[i + 4].item<double>(), 1.001, 1e-12);
   }
   EXPECT_GE(f.min().item<double>(), 1e-3);
   EXPECT_LE(f.max().item<double>(), 1.0);
+  // EDM's log-normal levels: ln sigma ~ N(-1.2, 1.2^2).
+  EDMProcess edm;
+  auto ln = sample_times(
+                edm,
+                100000,
+                LossOptions().sampling(TimeSampling::LogNormal),
+                torch::kCPU)
+                .log();
+  EXPECT_NEAR(ln.mean().item<double>(), -1.2, 0.02);
+  EXPECT_NEAR(ln.std().item<double>(), 1.2, 0.02);
+  // ... and on VP the same levels of sigma / alpha, mapped through lambda.
+  auto tv = sample_times(
+      vp, 100000, LossOptions().sampling(TimeSampling::LogNormal), torch::kCPU);
+  auto lam = vp.lambda(tv);
+  // (clamping at t_min = 1e-3 moves the few levels below sigma / alpha =
+  // 0.045; compare the median instead of the mean)
+  EXPECT_NEAR(-lam.median().item<double>(), -1.2, 0.03);
   // A generator makes the draws reproducible.
-  auto g1 = at::detail::createCPUGenerator(7);
-  auto g2 = at::detail::createCPUGenerator(7);
   EXPECT_TRUE(torch::equal(
-      sample_times(5, 0.0, TimeSampling::Uniform, torch::kFloat, g1),
-      sample_times(5, 0.0, TimeSampling::Uniform, torch::kFloat, g2)));
+      sample_times(vp, 5, LossOptions(), torch::kCPU, make_generator(7)),
+      sample_times(vp, 5, LossOptions(), torch::kCPU, make_generator(7))));
 }
 
 TEST_F(Losses, DrawingOverloadsGiveFiniteDifferentiableLosses) {
-  auto schedule = Schedule::linear(100);
+  DiscreteProcess disc(Schedule::linear(100));
   VPSDE vp;
   VESDE ve(25.0);
+  EDMProcess edm;
   auto w = torch::ones({1}, torch::requires_grad());
   Model eps(
       [w](const torch::Tensor& x, const torch::Tensor&) { return w * x; },
@@ -167,18 +286,27 @@ TEST_F(Losses, DrawingOverloadsGiveFiniteDifferentiableLosses) {
       [w](const torch::Tensor& x, const torch::Tensor&) { return -w * x; },
       Prediction::Score);
   auto x0 = torch::randn({16, 2});
-  for (auto sampling : {TimeSampling::Uniform, TimeSampling::Antithetic}) {
+  for (auto sampling :
+       {TimeSampling::Uniform,
+        TimeSampling::Antithetic,
+        TimeSampling::LogNormal}) {
+    auto o = LossOptions().sampling(sampling);
     std::vector<torch::Tensor> losses = {
-        epsilon_loss(
-            eps, schedule, x0, ScheduleLossOptions().sampling(sampling)),
-        dsm_loss(score, schedule, x0, ScheduleLossOptions().sampling(sampling)),
-        epsilon_loss(eps, vp, x0, SDELossOptions().sampling(sampling)),
-        dsm_loss(score, vp, x0, SDELossOptions().sampling(sampling)),
-        dsm_loss(
-            score,
-            ve,
+        epsilon_loss(eps, disc, x0, o),
+        x0_loss(eps, vp, x0, o),
+        v_loss(eps, vp, x0, o),
+        dsm_loss(score, disc, x0, false, o),
+        dsm_loss(score, vp, x0, false, o),
+        dsm_loss(score, ve, x0, true, o),
+        diffusion_loss(
+            eps,
+            edm,
             x0,
-            SDELossOptions().sampling(sampling).likelihood_weighting(true)),
+            LossOptions(o)
+                .target(Prediction::X0)
+                .weighting(LossWeighting::EDM)),
+        epsilon_loss(
+            eps, vp, x0, LossOptions(o).weighting(LossWeighting::MinSNR)),
     };
     for (auto& l : losses) {
       EXPECT_EQ(l.dim(), 0);
@@ -189,9 +317,46 @@ TEST_F(Losses, DrawingOverloadsGiveFiniteDifferentiableLosses) {
   }
 }
 
+// ---- EDM preconditioning
+// ------------------------------------------------------
+
+TEST(Precondition, EDMCoefficientsAndWrapper) {
+  // Karras et al. Table 1 at sigma = 0.7, sigma_data = 0.5.
+  const auto c = edm_coefficients(0.7, 0.5);
+  EXPECT_NEAR(c.c_skip, 0.25 / (0.49 + 0.25), 1e-15);
+  EXPECT_NEAR(c.c_out, 0.7 * 0.5 / std::sqrt(0.74), 1e-15);
+  EXPECT_NEAR(c.c_in, 1 / std::sqrt(0.74), 1e-15);
+  EXPECT_NEAR(c.c_noise, 0.25 * std::log(0.7), 1e-15);
+  // The wrapper under EDM (alpha = 1) and VP (x / alpha, sigma / alpha).
+  auto raw = [](const torch::Tensor& x, const torch::Tensor& cn) {
+    return torch::sin(x) + cn.unsqueeze(1);
+  };
+  auto x = torch::randn({3, 2}, torch::kDouble);
+  for (std::shared_ptr<NoiseProcess> p :
+       {std::shared_ptr<NoiseProcess>(std::make_shared<EDMProcess>()),
+        std::shared_ptr<NoiseProcess>(std::make_shared<VPSDE>())}) {
+    auto model = edm_precondition(raw, p, 0.5);
+    EXPECT_EQ(model.prediction(), Prediction::X0);
+    const double t = p->name() == "edm" ? 0.7 : 0.3;
+    const auto pt = p->at(t);
+    const auto k = edm_coefficients(pt.sigma / pt.alpha, 0.5);
+    auto xs = x / pt.alpha;
+    auto want = k.c_skip * xs + k.c_out * (torch::sin(k.c_in * xs) + k.c_noise);
+    auto got = model(x, torch::full({3}, t, torch::kDouble));
+    EXPECT_TRUE(test::all_close(got, want, 1e-12, 1e-12)) << p->describe();
+  }
+  EXPECT_THROW_MSG(
+      edm_precondition(
+          raw, std::make_shared<DiscreteProcess>(Schedule::linear(10))),
+      "feeds integer steps; EDM's preconditioning needs continuous times");
+  EXPECT_THROW_MSG(
+      edm_coefficients(0.0, 0.5),
+      "the noise level must be finite and > 0, got 0");
+}
+
 TEST_F(Losses, RejectBadInput) {
-  auto schedule = Schedule::linear(10);
-  VPSDE sde;
+  DiscreteProcess disc(Schedule::linear(10));
+  VPSDE vp;
   Model eps(
       [](const torch::Tensor& x, const torch::Tensor&) { return x.clone(); },
       Prediction::Epsilon);
@@ -200,47 +365,53 @@ TEST_F(Losses, RejectBadInput) {
   auto ti = torch::zeros({4}, torch::kLong);
   auto tf = torch::full({4}, 0.5);
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, schedule, x0, ti, torch::randn({4, 3})),
-      "noise has shape [4, 3]");
+      diffusion_loss(eps, disc, x0, ti, torch::randn({4, 3})),
+      "noise has shape [4, 3] but x0 has shape [4, 2]");
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, schedule, x0, ti, z.to(torch::kDouble)), "dtype");
-  EXPECT_THROW_MSG(epsilon_loss(eps, schedule, x0, tf, z), "integer");
+      diffusion_loss(eps, disc, x0, ti, z.to(torch::kDouble)),
+      "noise has dtype Double but x0 has dtype Float");
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, schedule, x0, torch::full({4}, 10, torch::kLong), z),
-      "10");
+      diffusion_loss(eps, disc, x0, torch::full({4}, 10, torch::kLong), z),
+      "times must lie in the range of the discrete(linear, T=10) process, [0, "
+      "9], got values in [10, 10]");
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, schedule, x0, torch::zeros({3}, torch::kLong), z), "3");
+      diffusion_loss(eps, disc, x0, torch::zeros({3}, torch::kLong), z),
+      "t has 3 entries but x has shape [4, 2]");
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, schedule, torch::zeros({4, 2}, torch::kLong), ti, z),
-      "x0");
+      diffusion_loss(eps, disc, torch::zeros({4, 2}, torch::kLong), ti, z),
+      "x0 must be a floating-point tensor, got dtype Long");
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, schedule, torch::randn({0, 2})), "non-empty batch");
-  EXPECT_THROW_MSG(dsm_loss(eps, sde, x0, ti, z), "floating");
+      epsilon_loss(eps, disc, torch::randn({0, 2})), "non-empty batch");
   EXPECT_THROW_MSG(
-      dsm_loss(eps, sde, x0, torch::full({4}, 1.5), z), "t must lie in [0, 1]");
+      diffusion_loss(eps, vp, x0, torch::full({4}, 1.5), z),
+      "times must lie in the range of the vp(beta_min=0.1, beta_max=20) "
+      "process, [0, 1], got values in [1.5, 1.5]");
   EXPECT_THROW_MSG(
-      dsm_loss(eps, sde, x0, SDELossOptions().eps(1.0)),
-      "eps must lie in [0, 1), got 1");
+      epsilon_loss(eps, vp, x0, LossOptions().t_min(2.0)),
+      "t_min must lie in [0, 1] for the vp(beta_min=0.1, beta_max=20) "
+      "process, got 2");
   EXPECT_THROW_MSG(
-      epsilon_loss(eps, sde, x0, SDELossOptions().eps(NAN)),
-      "eps must lie in [0, 1)");
+      epsilon_loss(eps, vp, x0, LossOptions().min_snr_gamma(0)),
+      "min_snr_gamma must be finite and > 0, got 0");
   EXPECT_THROW_MSG(
-      sample_timesteps(0, 10, TimeSampling::Uniform, torch::kCPU),
-      "n must be > 0, got 0");
+      epsilon_loss(eps, vp, x0, LossOptions().p_std(-1)),
+      "p_std must be finite and > 0");
   EXPECT_THROW_MSG(
-      sample_timesteps(3, 0, TimeSampling::Uniform, torch::kCPU),
-      "num_timesteps must be > 0, got 0");
+      sample_times(vp, 0, LossOptions(), torch::kCPU), "n must be > 0, got 0");
+  // A step network under a continuous process.
+  Model steps(
+      [](const torch::Tensor& x, const torch::Tensor&) { return x.clone(); },
+      Prediction::Epsilon,
+      /*discrete_steps=*/10);
   EXPECT_THROW_MSG(
-      sample_times(3, -0.5, TimeSampling::Uniform, torch::kFloat),
-      "eps must lie in [0, 1), got -0.5");
-  EXPECT_THROW_MSG(
-      sample_times(3, 0.0, TimeSampling::Uniform, torch::kLong),
-      "floating dtype");
+      diffusion_loss(steps, vp, x0, tf, z),
+      "diffusion_loss: the model takes integer step indices in [0, 10)");
   // A model whose output has the wrong shape.
   Model bad(
       [](const torch::Tensor& x, const torch::Tensor&) { return x.sum(1); },
       Prediction::Epsilon);
-  EXPECT_THROW(epsilon_loss(bad, sde, x0, tf, z), c10::Error);
+  EXPECT_THROW_MSG(
+      diffusion_loss(bad, vp, x0, tf, z), "the model returned shape [4]");
 }
 
 }  // namespace

@@ -28,9 +28,18 @@ foreach(key train_seconds final_loss frechet_samples_vs_test frechet_train_vs_te
   endif()
 endforeach()
 # A wrong flag combination must fail with a message, not crash.
+# Any sampler runs any mode: Euler-Maruyama on the DDPM schedule.
 execute_process(
-  COMMAND ${EXE} --data ${DATA} --mode ddpm --sampler em --out ${OUT}/bad
-  RESULT_VARIABLE rc ERROR_VARIABLE err)
-if(rc EQUAL 0 OR NOT err MATCHES "does not go with")
-  message(FATAL_ERROR "--mode ddpm --sampler em: status ${rc}, stderr: ${err}")
+  COMMAND ${EXE} --data ${DATA} --mode ddpm --sampler em --steps 3 --batch 8
+    --num-samples 4 --sample-steps 5 --out ${OUT}/ddpm-em
+  RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT EXISTS ${OUT}/ddpm-em/samples.npy)
+  message(FATAL_ERROR "--mode ddpm --sampler em failed with status ${rc}")
+endif()
+# An unknown sampler is refused with a message that names it.
+execute_process(
+  COMMAND ${EXE} --data ${DATA} --sampler euler_z --out ${OUT}/bad
+  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_VARIABLE out)
+if(rc EQUAL 0 OR NOT "${err}${out}" MATCHES "euler_z")
+  message(FATAL_ERROR "--sampler euler_z: status ${rc}, output: ${err}${out}")
 endif()

@@ -13,8 +13,7 @@
 #include "sbgm/losses.h"
 #include "sbgm/model.h"
 #include "sbgm/nets/unet.h"
-#include "sbgm/samplers/ancestral.h"
-#include "sbgm/samplers/sde_samplers.h"
+#include "sbgm/samplers/samplers.h"
 #include "sbgm/schedule.h"
 #include "sbgm/sde.h"
 #include "sbgm/train/trainer.h"
@@ -36,7 +35,7 @@ TEST_P(MnistTrainTest, VEScoreNetLearnsAndSamplesFiniteImages) {
   ASSERT_EQ(images.sizes(), (std::vector<int64_t>{32, 1, 28, 28}));
   auto sde = std::make_shared<VESDE>(25.0);
   UNet net(small_unet().marginal_std(
-      [sde](const torch::Tensor& t) { return sde->std(t); }));
+      [sde](const torch::Tensor& t) { return sde->sigma(t); }));
   net->to(device());
   const Model model(net, Prediction::Score);
 
@@ -45,7 +44,16 @@ TEST_P(MnistTrainTest, VEScoreNetLearnsAndSamplesFiniteImages) {
   const auto noise = torch::randn_like(images);
   auto fixed_loss = [&] {
     torch::NoGradGuard no_grad;
-    return dsm_loss(model, *sde, images, t, noise).item<double>();
+    return diffusion_loss(
+               model,
+               *sde,
+               images,
+               t,
+               noise,
+               LossOptions()
+                   .target(Prediction::Score)
+                   .weighting(LossWeighting::SigmaSquared))
+        .item<double>();
   };
   const double before = fixed_loss();
   Trainer trainer(
@@ -65,8 +73,8 @@ TEST_P(MnistTrainTest, VEScoreNetLearnsAndSamplesFiniteImages) {
       model,
       *sde,
       {4, 1, 28, 28},
-      samplers::EulerMaruyamaOptions().num_steps(10),
-      samplers::CommonOptions().device(device()));
+      samplers::EulerMaruyamaOptions().grid(10).common(
+          samplers::CommonOptions().device(device())));
   ASSERT_EQ(result.samples.sizes(), (std::vector<int64_t>{4, 1, 28, 28}));
   EXPECT_EQ(result.samples.device(), device());
   EXPECT_TRUE(torch::isfinite(result.samples).all().item<bool>());
@@ -77,7 +85,7 @@ TEST_P(MnistTrainTest, VEScoreNetLearnsAndSamplesFiniteImages) {
 
 TEST_P(MnistTrainTest, DDPMEpsNetLearnsAndSamplesFiniteImages) {
   const auto images = data::load_mnist(kTiny).images.to(device()) * 2 - 1;
-  const auto schedule = Schedule::cosine(1000);
+  const DiscreteProcess schedule(Schedule::cosine(1000));
   UNet net(small_unet().time_embedding(TimeEmbeddingKind::Sinusoidal));
   net->to(device());
   const Model model(net, Prediction::Epsilon);
@@ -86,7 +94,7 @@ TEST_P(MnistTrainTest, DDPMEpsNetLearnsAndSamplesFiniteImages) {
   const auto noise = torch::randn_like(images);
   auto fixed_loss = [&] {
     torch::NoGradGuard no_grad;
-    return epsilon_loss(model, schedule, images, t, noise).item<double>();
+    return diffusion_loss(model, schedule, images, t, noise).item<double>();
   };
   const double before = fixed_loss();
   Trainer trainer(
@@ -105,8 +113,8 @@ TEST_P(MnistTrainTest, DDPMEpsNetLearnsAndSamplesFiniteImages) {
       model,
       schedule,
       {4, 1, 28, 28},
-      samplers::DDIMOptions().num_steps(10),
-      samplers::CommonOptions().device(device()));
+      samplers::DDIMOptions().grid(10).common(
+          samplers::CommonOptions().device(device())));
   ASSERT_EQ(result.samples.sizes(), (std::vector<int64_t>{4, 1, 28, 28}));
   EXPECT_TRUE(torch::isfinite(result.samples).all().item<bool>());
   const auto img = ((result.samples + 1) / 2).clamp(0, 1);

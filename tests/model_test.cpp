@@ -19,28 +19,40 @@ struct ToyImpl : torch::nn::Module {
 TORCH_MODULE(Toy);
 
 TEST(Model, ConversionsFollowTheKernel) {
-  // x = m x0 + s eps; every parameterization of the same point converts to
-  // every other.
-  const double m = 0.8, s = 0.6;
-  auto x0 = torch::randn({5, 3}, torch::kDouble);
-  auto eps = torch::randn({5, 3}, torch::kDouble);
-  auto x = x0 * m + eps * s;
-  auto score = -eps / s;
-  const Prediction all[] = {
-      Prediction::Epsilon, Prediction::Score, Prediction::X0};
-  const torch::Tensor vals[] = {eps, score, x0};
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) {
-      auto got = convert_prediction(vals[i], all[i], all[j], x, m, s);
-      EXPECT_TRUE(all_close(got, vals[j], 1e-12, 1e-12))
-          << to_string(all[i]) << " -> " << to_string(all[j]);
-      // Tensor coefficients, one per sample.
-      auto mt = torch::full({5, 1}, m, torch::kDouble);
-      auto st = torch::full({5, 1}, s, torch::kDouble);
-      auto got_t = convert_prediction(vals[i], all[i], all[j], x, mt, st);
-      EXPECT_TRUE(all_close(got_t, vals[j], 1e-12, 1e-12));
+  // x = a x0 + s eps; every parameterization of the same point converts to
+  // every other, for a VP-type point (a^2 + s^2 = 1) and a VE-type one.
+  for (auto [m, s] : {std::pair<double, double>{0.8, 0.6}, {1.0, 3.5}}) {
+    auto x0 = torch::randn({5, 3}, torch::kDouble);
+    auto eps = torch::randn({5, 3}, torch::kDouble);
+    auto x = x0 * m + eps * s;
+    auto score = -eps / s;
+    auto v = m * eps - s * x0;
+    const Prediction all[] = {
+        Prediction::Epsilon, Prediction::Score, Prediction::X0, Prediction::V};
+    const torch::Tensor vals[] = {eps, score, x0, v};
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < 4; ++j) {
+        auto got = convert_prediction(vals[i], all[i], all[j], x, m, s);
+        EXPECT_TRUE(all_close(got, vals[j], 1e-12, 1e-12))
+            << to_string(all[i]) << " -> " << to_string(all[j]);
+        // Tensor coefficients, one per sample.
+        auto mt = torch::full({5, 1}, m, torch::kDouble);
+        auto st = torch::full({5, 1}, s, torch::kDouble);
+        auto got_t = convert_prediction(vals[i], all[i], all[j], x, mt, st);
+        EXPECT_TRUE(all_close(got_t, vals[j], 1e-12, 1e-12));
+        // The same map on doubles: to = x_coeff x + out_coeff out.
+        const auto c = prediction_coeffs(all[i], all[j], m, s);
+        EXPECT_TRUE(all_close(
+            c.x_coeff * x + c.out_coeff * vals[i], vals[j], 1e-12, 1e-12));
+        EXPECT_EQ(c.x_coeff_is_zero, c.x_coeff == 0.0);
+      }
     }
   }
+  EXPECT_EQ(prediction_from_string("v"), Prediction::V);
+  EXPECT_EQ(prediction_from_string("eps"), Prediction::Epsilon);
+  EXPECT_THROW_MSG(
+      prediction_from_string("noise"),
+      "unknown prediction 'noise' (expected epsilon, score, x0 or v)");
 }
 
 TEST(Model, WrapsModulesAndLambdas) {
@@ -83,7 +95,7 @@ TEST(ModelErrors, WrongOutputIsRefused) {
   EXPECT_THROW_MSG(
       convert_prediction(
           x, Prediction::Epsilon, Prediction::Score, x, 1.0, 0.0),
-      "std s must be > 0, got 0");
+      "sigma must be finite and > 0, got 0");
   EXPECT_THROW_MSG(
       convert_prediction(
           x, Prediction::Epsilon, Prediction::X0, torch::randn({3}), 1.0, 1.0),

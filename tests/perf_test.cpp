@@ -45,11 +45,18 @@ TEST(Perf, SetNumThreadsSetsTorchAndOpenBlas) {
   sbgm::set_num_threads(before);
   EXPECT_EQ(torch::get_num_threads(), before);
   EXPECT_THROW(sbgm::set_num_threads(0), c10::Error);
+  // Fails when no error is thrown, or when it does not name the value.
+  bool threw = false;
   try {
     sbgm::set_num_threads(-2);
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("got -2"), std::string::npos);
+    threw = true;
+    EXPECT_NE(
+        std::string(e.what_without_backtrace()).find("got -2"),
+        std::string::npos)
+        << e.what_without_backtrace();
   }
+  EXPECT_TRUE(threw) << "set_num_threads(-2) did not throw";
 }
 
 }  // namespace

@@ -8,10 +8,11 @@
 #include <cmath>
 
 #include "sbgm/gmm.h"
+#include "sbgm/grid.h"
 #include "sbgm/nets/mlp.h"
-#include "sbgm/samplers/ancestral.h"
-#include "sbgm/samplers/ode.h"
-#include "sbgm/samplers/sde_samplers.h"
+#include "sbgm/random.h"
+#include "sbgm/samplers/likelihood.h"
+#include "sbgm/samplers/samplers.h"
 #include "sbgm/schedule.h"
 #include "sbgm/sde.h"
 #include "support.h"
@@ -30,7 +31,7 @@ GaussianMixture mixture() {
 }
 
 torch::Generator gen(uint64_t seed) {
-  return torch::make_generator<torch::CPUGeneratorImpl>(seed);
+  return sbgm::make_generator(seed);
 }
 
 /// Runs `sample(common)` eagerly and with cuda_graph on CUDA from the same
@@ -80,13 +81,18 @@ TEST(CudaGraph, DiscreteSamplersMatchEager) {
   if (!torch::cuda::is_available()) {
     GTEST_SKIP() << "CUDA is not available";
   }
-  auto sched = sbgm::Schedule::linear(60);
+  auto sched =
+      std::make_shared<sbgm::DiscreteProcess>(sbgm::Schedule::linear(60));
   auto g = mixture().to(torch::Device(torch::kCUDA));
-  for (auto p : {Prediction::Epsilon, Prediction::Score, Prediction::X0}) {
-    auto model = g.schedule_model(sched, p);
+  for (auto p :
+       {Prediction::Epsilon,
+        Prediction::Score,
+        Prediction::X0,
+        Prediction::V}) {
+    auto model = g.model(sched, p);
     expect_graph_matches_eager(
         [&](const ss::CommonOptions& c) {
-          return ss::ddpm(model, sched, {256, 2}, {}, c);
+          return ss::ddpm(model, *sched, {256, 2}, ss::DDPMOptions().common(c));
         },
         torch::kDouble,
         1e-9,
@@ -95,13 +101,13 @@ TEST(CudaGraph, DiscreteSamplersMatchEager) {
         [&](const ss::CommonOptions& c) {
           return ss::ddpm(
               model,
-              sched,
+              *sched,
               {256, 2},
               ss::DDPMOptions()
                   .variance(ss::DDPMVariance::Posterior)
                   .clip_x0(true)
-                  .clip_range(1.2),
-              c);
+                  .clip_range(1.2)
+                  .common(c));
         },
         torch::kDouble,
         1e-9,
@@ -111,10 +117,9 @@ TEST(CudaGraph, DiscreteSamplersMatchEager) {
           [&](const ss::CommonOptions& c) {
             return ss::ddim(
                 model,
-                sched,
+                *sched,
                 {256, 2},
-                ss::DDIMOptions().num_steps(13).eta(eta).clip_x0(eta > 0),
-                c);
+                ss::DDIMOptions().grid(13).eta(eta).clip_x0(eta > 0).common(c));
           },
           torch::kDouble,
           1e-9,
@@ -127,18 +132,18 @@ TEST(CudaGraph, RefusesReducedPrecisionStates) {
   if (!torch::cuda::is_available()) {
     GTEST_SKIP() << "CUDA is not available";
   }
-  auto sched = sbgm::Schedule::linear(10);
-  auto model = mixture().to(torch::Device(torch::kCUDA)).schedule_model(sched);
+  auto sched =
+      std::make_shared<sbgm::DiscreteProcess>(sbgm::Schedule::linear(10));
+  auto model = mixture().to(torch::Device(torch::kCUDA)).model(sched);
   EXPECT_THROW_MSG(
       ss::ddpm(
           model,
-          sched,
+          *sched,
           {8, 2},
-          {},
-          ss::CommonOptions()
-              .device(torch::Device(torch::kCUDA))
-              .dtype(torch::kHalf)
-              .cuda_graph(true)),
+          ss::DDPMOptions().common(ss::CommonOptions()
+                                       .device(torch::Device(torch::kCUDA))
+                                       .dtype(torch::kHalf)
+                                       .cuda_graph(true))),
       "the state must be float32 or float64, got Half");
 }
 
@@ -147,11 +152,13 @@ TEST(CudaGraph, EulerMaruyamaMatchesEager) {
     GTEST_SKIP() << "CUDA is not available";
   }
   auto g = mixture().to(torch::Device(torch::kCUDA));
-  std::vector<std::shared_ptr<sbgm::SDE>> sdes{
-      std::make_shared<sbgm::VPSDE>(), std::make_shared<sbgm::VESDE>(10.0)};
+  std::vector<std::shared_ptr<sbgm::NoiseProcess>> sdes{
+      std::make_shared<sbgm::VPSDE>(),
+      std::make_shared<sbgm::VESDE>(10.0),
+      std::make_shared<sbgm::EDMProcess>()};
   for (const auto& sde : sdes) {
     for (auto p : {Prediction::Score, Prediction::Epsilon}) {
-      auto model = g.sde_model(sde, p);
+      auto model = g.model(sde, p);
       for (auto dtype : {torch::kDouble, torch::kFloat}) {
         expect_graph_matches_eager(
             [&](const ss::CommonOptions& c) {
@@ -159,8 +166,7 @@ TEST(CudaGraph, EulerMaruyamaMatchesEager) {
                   model,
                   *sde,
                   {256, 2},
-                  ss::EulerMaruyamaOptions().num_steps(40),
-                  c);
+                  ss::EulerMaruyamaOptions().grid(40).common(c));
             },
             dtype,
             dtype == torch::kDouble ? 1e-9 : 2e-4,
@@ -176,14 +182,14 @@ TEST(CudaGraph, NetworkModelMatchesEager) {
   }
   torch::manual_seed(3);
   const auto dev = torch::Device(torch::kCUDA);
-  auto sched = sbgm::Schedule::cosine(100);
+  sbgm::DiscreteProcess sched(sbgm::Schedule::cosine(100));
   sbgm::MLP learned(sbgm::MLPOptions(2).hidden(64).num_timesteps(100));
   learned->to(dev);
   learned->eval();
   sbgm::Model m1(learned, Prediction::Epsilon);
   expect_graph_matches_eager(
       [&](const ss::CommonOptions& c) {
-        return ss::ddpm(m1, sched, {256, 2}, {}, c);
+        return ss::ddpm(m1, sched, {256, 2}, ss::DDPMOptions().common(c));
       },
       torch::kFloat,
       2e-4,
@@ -197,7 +203,7 @@ TEST(CudaGraph, NetworkModelMatchesEager) {
   expect_graph_matches_eager(
       [&](const ss::CommonOptions& c) {
         return ss::euler_maruyama(
-            m2, *sde, {256, 2}, ss::EulerMaruyamaOptions().num_steps(30), c);
+            m2, *sde, {256, 2}, ss::EulerMaruyamaOptions().grid(30).common(c));
       },
       torch::kFloat,
       2e-4,
@@ -206,11 +212,12 @@ TEST(CudaGraph, NetworkModelMatchesEager) {
 
 // On CPU states the flag changes nothing: the same samples, bit for bit.
 TEST(CudaGraph, NoEffectOnCpu) {
-  auto sched = sbgm::Schedule::linear(30);
+  auto sched =
+      std::make_shared<sbgm::DiscreteProcess>(sbgm::Schedule::linear(30));
   auto g = mixture();
-  auto model = g.schedule_model(sched, Prediction::Score);
+  auto model = g.model(sched, Prediction::Score);
   auto sde = std::make_shared<sbgm::VESDE>(10.0);
-  auto sde_model = g.sde_model(sde, Prediction::Epsilon);
+  auto sde_model = g.model(sde, Prediction::Epsilon);
   auto c = [](bool graph) {
     return ss::CommonOptions()
         .generator(gen(9))
@@ -218,28 +225,36 @@ TEST(CudaGraph, NoEffectOnCpu) {
         .cuda_graph(graph);
   };
   EXPECT_TRUE(torch::equal(
-      ss::ddpm(model, sched, {64, 2}, {}, c(true)).samples,
-      ss::ddpm(model, sched, {64, 2}, {}, c(false)).samples));
-  auto dopts = ss::DDIMOptions().num_steps(7).eta(0.5);
+      ss::ddpm(model, *sched, {64, 2}, ss::DDPMOptions().common(c(true)))
+          .samples,
+      ss::ddpm(model, *sched, {64, 2}, ss::DDPMOptions().common(c(false)))
+          .samples));
+  auto dopts = [&](bool graph) {
+    return ss::DDIMOptions().grid(7).eta(0.5).common(c(graph));
+  };
   EXPECT_TRUE(torch::equal(
-      ss::ddim(model, sched, {64, 2}, dopts, c(true)).samples,
-      ss::ddim(model, sched, {64, 2}, dopts, c(false)).samples));
-  auto eopts = ss::EulerMaruyamaOptions().num_steps(12);
+      ss::ddim(model, *sched, {64, 2}, dopts(true)).samples,
+      ss::ddim(model, *sched, {64, 2}, dopts(false)).samples));
+  auto eopts = [&](bool graph) {
+    return ss::EulerMaruyamaOptions().grid(12).common(c(graph));
+  };
   EXPECT_TRUE(torch::equal(
-      ss::euler_maruyama(sde_model, *sde, {64, 2}, eopts, c(true)).samples,
-      ss::euler_maruyama(sde_model, *sde, {64, 2}, eopts, c(false)).samples));
+      ss::euler_maruyama(sde_model, *sde, {64, 2}, eopts(true)).samples,
+      ss::euler_maruyama(sde_model, *sde, {64, 2}, eopts(false)).samples));
 }
 
 TEST(CudaGraph, OtherSamplersRefuseTheFlag) {
   auto g = mixture();
   auto sde = std::make_shared<sbgm::VPSDE>();
-  auto model = g.sde_model(sde);
+  auto model = g.model(sde);
   auto c = ss::CommonOptions().cuda_graph(true);
   const char* msg = "cuda_graph is supported by ddpm, ddim and euler_maruyama";
-  EXPECT_THROW_MSG(ss::predictor_corrector(model, *sde, {4, 2}, {}, c), msg);
-  EXPECT_THROW_MSG(ss::ode(model, *sde, {4, 2}, {}, c), msg);
   EXPECT_THROW_MSG(
-      ss::log_likelihood(model, *sde, torch::zeros({4, 2}), {}, c), msg);
+      ss::predictor_corrector(
+          model, *sde, {4, 2}, ss::PredictorCorrectorOptions().common(c)),
+      msg);
+  EXPECT_THROW_MSG(
+      ss::ode(model, *sde, {4, 2}, ss::ODEOptions().common(c)), msg);
 }
 
 // DDIM's folded step table against eq. 12 of Song, Meng & Ermon evaluated
@@ -249,23 +264,32 @@ TEST(CudaGraph, OtherSamplersRefuseTheFlag) {
 TEST(Samplers, DDIMStepTableMatchesFormula) {
   const int64_t T = 40, S = 9, N = 128;
   auto sched = sbgm::Schedule::sigmoid(T);
+  auto process = std::make_shared<sbgm::DiscreteProcess>(sched);
   auto g = mixture();
-  auto eps_model = g.schedule_model(sched, Prediction::Epsilon);
+  auto eps_model = g.model(process, Prediction::Epsilon);
   auto x_init = torch::randn({N, 2}, gen(5), torch::kDouble);
-  const auto tau = ss::ddim_timesteps(T, S);
-  for (auto p : {Prediction::Epsilon, Prediction::Score, Prediction::X0}) {
+  // The linspace steps round(j (T - 1) / (S - 1)), ascending.
+  std::vector<int64_t> tau;
+  for (int64_t j = 0; j < S; ++j) {
+    tau.push_back(
+        static_cast<int64_t>(std::nearbyint(j * (T - 1.0) / (S - 1))));
+  }
+  for (auto p :
+       {Prediction::Epsilon,
+        Prediction::Score,
+        Prediction::X0,
+        Prediction::V}) {
     for (double eta : {0.0, 0.6}) {
       for (bool clip : {false, true}) {
-        auto model = g.schedule_model(sched, p);
+        auto model = g.model(process, p);
         auto opts =
-            ss::DDIMOptions().num_steps(S).eta(eta).clip_x0(clip).clip_range(
-                0.8);
-        auto got = ss::ddim(
-            model,
-            sched,
-            {N, 2},
-            opts,
-            ss::CommonOptions().x_init(x_init).generator(gen(11)));
+            ss::DDIMOptions()
+                .grid(S)
+                .eta(eta)
+                .clip_x0(clip)
+                .clip_range(0.8)
+                .common(ss::CommonOptions().x_init(x_init).generator(gen(11)));
+        auto got = ss::ddim(model, *process, {N, 2}, opts);
         // Reference.
         auto rng = gen(11);
         auto x = x_init.clone();

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "sbgm/warnings.h"
 #include "support.h"
 
 namespace sbgm {
@@ -115,20 +116,38 @@ TEST(Schedule, SeedScheduleStopsShortOfThePrior) {
   EXPECT_FALSE(s.reaches_prior());
 }
 
-TEST(Schedule, WarnsOnceWhenFarFromPrior) {
+TEST(Schedule, WarnsOnceWhenFarFromPriorThroughTheHandler) {
+  // The default handler prints one line to stderr.
   detail::prior_warning_issued() = false;
   ::testing::internal::CaptureStderr();
   Schedule::sigmoid(150, 1e-5, 5e-3);
   Schedule::sigmoid(150, 1e-5, 5e-3);
   Schedule::linear(1000);  // reaches the prior: no warning
   auto err = ::testing::internal::GetCapturedStderr();
-  const std::string key = "sbgm::Schedule: this sigmoid schedule";
+  const std::string key = "sbgm: warning: this sigmoid schedule";
   auto first = err.find(key);
   ASSERT_NE(first, std::string::npos) << err;
   EXPECT_NE(err.find("alpha_bar_T = 0.686"), std::string::npos) << err;
   EXPECT_EQ(err.find(key, first + 1), std::string::npos)
       << "warned more than once:\n"
       << err;
+  // A handler of the program's own receives it instead; none silences it.
+  std::vector<std::string> got;
+  auto previous =
+      set_warning_handler([&](const std::string& m) { got.push_back(m); });
+  detail::prior_warning_issued() = false;
+  ::testing::internal::CaptureStderr();
+  Schedule::sigmoid(150, 1e-5, 5e-3);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].find("alpha_bar_T = 0.686"), std::string::npos) << got[0];
+  set_warning_handler(nullptr);
+  detail::prior_warning_issued() = false;
+  ::testing::internal::CaptureStderr();
+  Schedule::sigmoid(150, 1e-5, 5e-3);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(got.size(), 1u);
+  set_warning_handler(previous);
 }
 
 TEST(Schedule, CosineEndpoints) {

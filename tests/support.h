@@ -63,6 +63,8 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 /// Asserts elementwise closeness with a message that shows the worst entry.
+/// Non-finite entries must match exactly (NaN with NaN, +-Inf with the same
+/// Inf); a NaN or Inf on one side only fails.
 inline ::testing::AssertionResult all_close(
     const torch::Tensor& a,
     const torch::Tensor& b,
@@ -72,15 +74,29 @@ inline ::testing::AssertionResult all_close(
     return ::testing::AssertionFailure()
            << "shapes differ: " << a.sizes() << " vs " << b.sizes();
   }
-  auto x = a.to(torch::kCPU, torch::kDouble);
-  auto y = b.to(torch::kCPU, torch::kDouble);
-  auto err = (x - y).abs() - (y.abs() * rtol + atol);
-  auto worst = err.reshape({-1}).argmax().item<int64_t>();
-  if (err.reshape({-1})[worst].item<double>() > 0) {
+  auto x = a.to(torch::kCPU, torch::kDouble).reshape({-1});
+  auto y = b.to(torch::kCPU, torch::kDouble).reshape({-1});
+  auto xf = x.isfinite(), yf = y.isfinite();
+  auto same_nonfinite = (x.isnan() & y.isnan()) | (~xf & ~yf & x.eq(y));
+  auto mismatch = (xf != yf) | (~xf & ~yf & ~same_nonfinite);
+  if (mismatch.any().item<bool>()) {
+    auto i = mismatch.nonzero()[0][0].item<int64_t>();
     return ::testing::AssertionFailure()
-           << "entry " << worst << ": " << x.reshape({-1})[worst].item<double>()
-           << " vs " << y.reshape({-1})[worst].item<double>() << " (rtol "
-           << rtol << ", atol " << atol << ")";
+           << "entry " << i << ": " << x[i].item<double>() << " vs "
+           << y[i].item<double>() << " (non-finite on one side)";
+  }
+  auto both = xf & yf;
+  auto err = torch::where(
+      both, (x - y).abs() - (y.abs() * rtol + atol), torch::full_like(x, -1));
+  if (err.numel() == 0) {
+    return ::testing::AssertionSuccess();
+  }
+  auto worst = err.argmax().item<int64_t>();
+  if (err[worst].item<double>() > 0) {
+    return ::testing::AssertionFailure()
+           << "entry " << worst << ": " << x[worst].item<double>() << " vs "
+           << y[worst].item<double>() << " (rtol " << rtol << ", atol " << atol
+           << ")";
   }
   return ::testing::AssertionSuccess();
 }

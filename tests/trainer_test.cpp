@@ -42,6 +42,7 @@ class TrainerTest : public test::SeededTest {
 
 TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
   auto schedule = Schedule::linear(100, 1e-4, 0.1);
+  DiscreteProcess process(schedule);
   MLP net(MLPOptions(2).num_timesteps(100));
   Model model(net, Prediction::Epsilon);
   // A fixed evaluation batch.
@@ -50,7 +51,8 @@ TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
   auto z_eval = torch::randn({2000, 2});
   auto eval = [&] {
     torch::NoGradGuard ng;
-    return epsilon_loss(model, schedule, x_eval, t_eval, z_eval).item<double>();
+    return diffusion_loss(model, process, x_eval, t_eval, z_eval)
+        .item<double>();
   };
   const double before = eval();
   Trainer trainer(
@@ -58,9 +60,9 @@ TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
       [&](int64_t) {
         return epsilon_loss(
             model,
-            schedule,
+            process,
             swiss_roll(128),
-            ScheduleLossOptions().sampling(TimeSampling::Antithetic));
+            LossOptions().sampling(TimeSampling::Antithetic));
       },
       TrainerOptions(1500).lr(3e-3).log_every(500).ema_decay(0.99));
   std::vector<TrainLogEntry> log;
@@ -97,10 +99,10 @@ TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
 struct Toy {
   MLP net = MLP(MLPOptions(2).hidden(16).depth(2).num_timesteps(20));
   Model model{net, Prediction::Epsilon};
-  Schedule schedule = Schedule::linear(20, 1e-2, 0.5);
+  DiscreteProcess process{Schedule::linear(20, 1e-2, 0.5)};
   LossFn loss() {
     return [this](int64_t) {
-      return epsilon_loss(model, schedule, swiss_roll(32));
+      return epsilon_loss(model, process, swiss_roll(32));
     };
   }
 };

@@ -10,7 +10,8 @@
 /// with score
 ///   grad log p_t(x) = -sum_k r_k(x) (x - m mu_k) / (m^2 sigma_k^2 + s^2),
 /// r_k the responsibilities (a softmax of the log-weighted component
-/// densities, so it is computed stably), and eps = -s * score.
+/// densities, so it is computed stably), and eps = -s * score. Under a
+/// noise process, m = alpha(t) and s = sigma(t).
 
 #include <torch/types.h>
 
@@ -22,8 +23,7 @@
 
 namespace sbgm {
 
-class SDE;
-class Schedule;
+class NoiseProcess;
 
 /// A mixture of K diagonal Gaussians in D dimensions. Parameters are held in
 /// float64; every method computes in float64 and returns x's dtype/device.
@@ -33,8 +33,8 @@ class Schedule;
 /// auto gmm = sbgm::GaussianMixture(
 ///     torch::tensor({0.3, 0.7}), torch::tensor({{-2.0, 0.0}, {2.0, 1.0}}),
 ///     torch::tensor({0.5, 0.3}));
-/// auto model = gmm.sde_model(std::make_shared<sbgm::VPSDE>(),
-///                            sbgm::Prediction::Epsilon);
+/// auto model = gmm.model(std::make_shared<sbgm::VPSDE>(),
+///                        sbgm::Prediction::Epsilon);
 /// ```
 class GaussianMixture {
  public:
@@ -106,17 +106,14 @@ class GaussianMixture {
       const torch::Tensor& m,
       const torch::Tensor& s) const;
 
-  /// The exact model for a continuous SDE: t (float [N]) -> m(t), s(t) of
-  /// the SDE, output converted to `prediction` (Epsilon, Score or X0, the
-  /// posterior mean E[x_0 | x_t] = (x + s^2 score) / m).
-  Model sde_model(
-      std::shared_ptr<const SDE> sde,
+  /// The exact model under a noise process: the score at (alpha(t),
+  /// sigma(t)) converted to `prediction` (convert_prediction; x0 is the
+  /// posterior mean E[x0 | x_t]). The model reads its time input as the
+  /// process's time (model_time is the identity, or the rounded step of a
+  /// discrete schedule, whose alpha and sigma it then uses).
+  Model model(
+      std::shared_ptr<const NoiseProcess> process,
       Prediction prediction = Prediction::Score) const;
-  /// The exact model for a DDPM chain: t (int64 [N]) -> m = sqrt(alpha_bar_t),
-  /// s = sqrt(1 - alpha_bar_t).
-  Model schedule_model(
-      const Schedule& schedule,
-      Prediction prediction = Prediction::Epsilon) const;
 
  private:
   /// log w_k + log N(x; m mu_k, v_k) for every sample and component, [N, K],

@@ -1,22 +1,31 @@
 #pragma once
 
 /// \file
-/// Training losses: eps-prediction (Ho et al. 2020) and denoising score
-/// matching (Vincent 2011; Song & Ermon 2019; Song et al. 2021), on discrete
-/// schedules and on continuous SDEs.
+/// Training losses on any noise process: eps-, x0- and v-prediction (Ho et
+/// al. 2020; Salimans & Ho 2022), denoising score matching (Vincent 2011;
+/// Song et al. 2021), with the weightings of the literature.
 ///
-/// All losses draw x_t = m x_0 + s z with z ~ N(0, I), call the model once
-/// and compare in the eps parameterization, whatever the model predicts
-/// (its output is converted with convert_prediction):
-///   per-sample loss  l_i = w(t_i) * mean_d (eps_hat_i - z_i)^2,
-///   loss             = mean_i l_i   (a 0-dim tensor).
-/// For a score model eps_hat = -s * score, so (eps_hat - z)^2 =
-/// (s score + z)^2: the DSM loss with lambda(t) = s(t)^2 of Song et al.
-/// (their sum over dimensions is a mean here). The eps and DSM losses thus
-/// agree for w = 1; they differ in their weighting options and defaults.
+/// Every loss draws x_t = alpha(t) x0 + sigma(t) z (z ~ N(0, I)), calls the
+/// model once with the process's model time, converts its output to the
+/// target parameterization (prediction_coeffs) and returns
+///   loss = mean_i w(t_i) mean_d (target_hat_i - target_i)^2   (0-dim).
+/// The targets are eps = z, x0, v = alpha z - sigma x0, and the score -z /
+/// sigma. The weightings (with SNR = alpha^2 / sigma^2):
+///   Unit          w = 1 on the target's MSE (eps: DDPM's L_simple);
+///   SigmaSquared  lambda = sigma^2 on the score MSE: the seed's DSM, the
+///                 same objective as the eps MSE;
+///   Likelihood    lambda = g(t)^2 on the score MSE (Song et al. 2021b);
+///   MinSNR        min(SNR, gamma) on the x0 MSE (Hang et al. 2023): on the
+///                 eps MSE min(SNR, gamma) / SNR, on v (VP) min(SNR, gamma)
+///                 / (SNR + 1);
+///   EDM           (s^2 + sd^2) / (s sd)^2 on the x0 MSE with s = sigma /
+///                 alpha, sd = sigma_data (Karras et al. 2022).
+/// All but Unit fix the objective and convert it to the target's MSE (MSEs
+/// of the targets differ by the factors c: eps SNR, v (a^2+s^2)^2/s^2,
+/// score a^2/s^4, relative to x0), so the target only changes numerics.
 ///
-/// Nothing here reads tensor values back to the host (no device sync); t
-/// values are range-checked only when they live on the CPU.
+/// Nothing here reads tensor values back to the host (no device sync);
+/// times are range-checked only when they live on the CPU.
 
 #include <torch/arg.h>
 #include <torch/types.h>
@@ -24,123 +33,106 @@
 #include <optional>
 
 #include "sbgm/model.h"
+#include "sbgm/process.h"
 
 namespace sbgm {
 
-class Schedule;
-class SDE;
-
 /// How training times are drawn for a batch of N.
 enum class TimeSampling {
-  /// Independent uniform draws.
+  /// t ~ U(t_min, t_max); integer steps uniform in [0, T) for a discrete
+  /// schedule.
   Uniform,
-  /// Antithetic pairs (the seed's swiss-roll trainer): draw ceil(N/2)
-  /// times u, use [u, u'] cut to N, where u' = T - 1 - u for a schedule and
-  /// u' = eps + 1 - u for an SDE. Lowers the variance of the batch loss.
+  /// Antithetic pairs (the seed's swiss-roll trainer): ceil(N/2) uniform
+  /// draws u and their mirrors t_min + t_max - u, cut to N.
   Antithetic,
+  /// EDM's log-normal noise levels: sigma / alpha = exp(p_mean + p_std n),
+  /// n ~ N(0, 1), mapped to t through lambda and clamped to [t_min, t_max]
+  /// (rounded to a step for a discrete schedule).
+  LogNormal,
 };
 
-/// Options of the losses on a discrete schedule.
-struct ScheduleLossOptions {
-  /// How step indices are drawn. Default: Uniform.
-  TORCH_ARG(TimeSampling, sampling) = TimeSampling::Uniform;
-};
+/// The weight of the loss (see the file comment).
+enum class LossWeighting { Unit, SigmaSquared, Likelihood, MinSNR, EDM };
 
-/// Options of the losses on an SDE.
-struct SDELossOptions {
-  /// Smallest training time, t ~ U(eps, 1); a negative value means the
-  /// SDE's default_eps() (1e-5 for VE, 1e-3 for VP). Default: -1.
-  TORCH_ARG(double, eps) = -1.0;
+/// Example: `LossOptions().target(Prediction::V).weighting(
+///               LossWeighting::MinSNR).min_snr_gamma(5)`
+struct LossOptions {
+  /// The parameterization the squared error is taken in. Default: Epsilon.
+  TORCH_ARG(Prediction, target) = Prediction::Epsilon;
+  /// Default: Unit.
+  TORCH_ARG(LossWeighting, weighting) = LossWeighting::Unit;
+  /// gamma of MinSNR (> 0). Default: 5.
+  TORCH_ARG(double, min_snr_gamma) = 5.0;
+  /// sigma_data of the EDM weighting (> 0). Default: 0.5.
+  TORCH_ARG(double, sigma_data) = 0.5;
   /// How times are drawn. Default: Uniform.
   TORCH_ARG(TimeSampling, sampling) = TimeSampling::Uniform;
-  /// DSM only. Use lambda(t) = g(t)^2 (Song et al. 2021, "Maximum
-  /// likelihood training of score-based diffusion models") instead of
-  /// lambda(t) = s(t)^2, i.e. w(t) = g(t)^2 / s(t)^2 in the per-sample loss
-  /// above. Without importance sampling of t this weighting has a high
-  /// variance near t = eps. Default: false.
-  TORCH_ARG(bool, likelihood_weighting) = false;
+  /// LogNormal's mean and standard deviation of ln(sigma / alpha).
+  /// Defaults: -1.2, 1.2 (EDM).
+  TORCH_ARG(double, p_mean) = -1.2;
+  TORCH_ARG(double, p_std) = 1.2;
+  /// Smallest training time. Default: the process's t_min() (1e-3 for VP,
+  /// 1e-5 for VE, sigma_min for EDM, step 0 for a discrete schedule).
+  TORCH_ARG(std::optional<double>, t_min) = std::nullopt;
 };
 
-/// Draws N step indices in [0, T) (int64, on `device`).
-torch::Tensor sample_timesteps(
+/// Draws N training times (float64, integer-valued for a discrete
+/// schedule) on `device`.
+torch::Tensor sample_times(
+    const NoiseProcess& process,
     int64_t n,
-    int64_t num_timesteps,
-    TimeSampling sampling,
+    const LossOptions& options,
     torch::Device device,
     std::optional<torch::Generator> generator = std::nullopt);
 
-/// Draws N times in [eps, 1] (dtype and device from `options`).
-torch::Tensor sample_times(
-    int64_t n,
-    double eps,
-    TimeSampling sampling,
-    const torch::TensorOptions& options,
-    std::optional<torch::Generator> generator = std::nullopt);
-
-/// Eps-prediction loss on a discrete schedule with given int64 steps t [N]
-/// and noise z (x0's shape):
-///   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) z,
-///   loss = mean_i mean_d (eps_hat(x_t, t)_i - z_i)^2.
-/// The model gets the step indices t.
-torch::Tensor epsilon_loss(
+/// The loss at given times t ([N] or 0-dim, floating or integer, in the
+/// process's range) and noise z (x0's shape).
+torch::Tensor diffusion_loss(
     const Model& model,
-    const Schedule& schedule,
-    const torch::Tensor& x0,
-    const torch::Tensor& t,
-    const torch::Tensor& noise);
-/// The same with t and z drawn here (t as `options.sampling()` says).
-/// A generator, when given, must live on x0's device.
-torch::Tensor epsilon_loss(
-    const Model& model,
-    const Schedule& schedule,
-    const torch::Tensor& x0,
-    const ScheduleLossOptions& options = {},
-    std::optional<torch::Generator> generator = std::nullopt);
-
-/// Eps-prediction loss on an SDE with given times t [N] (floating, in
-/// [0, 1]) and noise z: x_t = m(t) x_0 + s(t) z, loss as above. The model
-/// gets t in x0's dtype. likelihood_weighting is ignored.
-torch::Tensor epsilon_loss(
-    const Model& model,
-    const SDE& sde,
-    const torch::Tensor& x0,
-    const torch::Tensor& t,
-    const torch::Tensor& noise);
-/// The same with t ~ U(eps, 1) and z drawn here.
-torch::Tensor epsilon_loss(
-    const Model& model,
-    const SDE& sde,
-    const torch::Tensor& x0,
-    const SDELossOptions& options = {},
-    std::optional<torch::Generator> generator = std::nullopt);
-
-/// Denoising score matching on an SDE with given t and z:
-///   loss = mean_i w(t_i) mean_d (s(t_i) score_hat(x_t, t)_i + z_i)^2,
-/// w = 1 (lambda = s^2), or w = g(t)^2 / s(t)^2 (lambda = g^2) with
-/// `likelihood_weighting`. Its minimum over all score models is reached by
-/// the true score of p_t. `options.eps`/`sampling` are ignored here.
-torch::Tensor dsm_loss(
-    const Model& model,
-    const SDE& sde,
+    const NoiseProcess& process,
     const torch::Tensor& x0,
     const torch::Tensor& t,
     const torch::Tensor& noise,
-    const SDELossOptions& options = {});
-/// The same with t ~ U(eps, 1) and z drawn here.
-torch::Tensor dsm_loss(
+    const LossOptions& options = {});
+/// The same with t (as options.sampling() says) and z drawn here. A
+/// generator, when given, must live on x0's device.
+torch::Tensor diffusion_loss(
     const Model& model,
-    const SDE& sde,
+    const NoiseProcess& process,
     const torch::Tensor& x0,
-    const SDELossOptions& options = {},
+    const LossOptions& options = {},
     std::optional<torch::Generator> generator = std::nullopt);
 
-/// Denoising score matching on a discrete schedule, lambda_t = 1 - abar_t
-/// (identical to epsilon_loss on the schedule; for score models).
+/// diffusion_loss with the target set to eps, x0 or v (the other options
+/// as given).
+torch::Tensor epsilon_loss(
+    const Model& model,
+    const NoiseProcess& process,
+    const torch::Tensor& x0,
+    LossOptions options = {},
+    std::optional<torch::Generator> generator = std::nullopt);
+torch::Tensor x0_loss(
+    const Model& model,
+    const NoiseProcess& process,
+    const torch::Tensor& x0,
+    LossOptions options = {},
+    std::optional<torch::Generator> generator = std::nullopt);
+torch::Tensor v_loss(
+    const Model& model,
+    const NoiseProcess& process,
+    const torch::Tensor& x0,
+    LossOptions options = {},
+    std::optional<torch::Generator> generator = std::nullopt);
+
+/// Denoising score matching: the score target with lambda(t) = sigma^2
+/// (the seed's), or g(t)^2 with `likelihood_weighting`; the other options
+/// as given.
 torch::Tensor dsm_loss(
     const Model& model,
-    const Schedule& schedule,
+    const NoiseProcess& process,
     const torch::Tensor& x0,
-    const ScheduleLossOptions& options = {},
+    bool likelihood_weighting = false,
+    LossOptions options = {},
     std::optional<torch::Generator> generator = std::nullopt);
 
 }  // namespace sbgm

@@ -1,137 +1,38 @@
 #pragma once
 
 /// \file
-/// Continuous-time SDEs on t in [0, 1] (Song et al., "Score-Based Generative
-/// Modeling through Stochastic Differential Equations", ICLR 2021):
-///   forward   dx = f(x, t) dt + g(t) dw,
-///   reverse   dx = [f(x, t) - g(t)^2 score(x, t)] dt + g(t) dw_bar,
-///   prob.flow dx/dt = f(x, t) - 1/2 g(t)^2 score(x, t).
-/// Every SDE here has a linear drift f(x, t) = a(t) x, so its perturbation
-/// kernel is Gaussian: x_t | x_0 ~ N(m(t) x_0, s(t)^2 I).
+/// The continuous-time processes (Song et al., "Score-Based Generative
+/// Modeling through Stochastic Differential Equations", ICLR 2021; Karras et
+/// al., "Elucidating the Design Space of Diffusion-Based Generative Models",
+/// NeurIPS 2022), each a NoiseProcess (sbgm/process.h): x_t = alpha x0 +
+/// sigma eps with
 ///
-/// Each coefficient comes in two forms: with a host `double` t (samplers that
-/// step all samples at one time; no tensor work at all) and with a tensor t,
-/// 0-dim or one entry per sample (training, where t is drawn per sample).
+///   VPSDE           alpha = exp(-B/2), sigma = sqrt(1 - exp(-B)),
+///                   B(t) = beta_min t + (beta_max - beta_min) t^2 / 2
+///   SubVPSDE        alpha = exp(-B/2), sigma = 1 - exp(-B)
+///   VESDE           alpha = 1, sigma^2 = (s^(2t) - 1) / (2 ln s)  (dx = s^t
+///   dw) GeometricVESDE  alpha = 1, sigma = sigma_min (sigma_max/sigma_min)^t
+///   EDMProcess      alpha = 1, sigma = t
+///
+/// Formulas are evaluated in forms that stay accurate near t = 0 (expm1,
+/// log1p).
 
-#include <torch/types.h>
-
-#include <memory>
-#include <optional>
 #include <string>
+
+#include "sbgm/process.h"
 
 namespace sbgm {
 
 class Schedule;
 
-/// Coefficients of one step of a discretized forward SDE over [t, t + dt]:
-/// x_{t+dt} = x_t + f * x_t + G z (f multiplies x; f = a(t) dt for Euler).
-struct DiscreteStep {
-  double f;
-  double G;
-};
-
-/// Base class of the SDEs. Subclasses give the scalar coefficient functions
-/// (double and tensor forms); everything else is built on them here.
-class SDE {
- public:
-  virtual ~SDE() = default;
-
-  /// Short name: "vp", "ve", "subvp".
-  virtual std::string name() const = 0;
-  /// The smallest t used for training and sampling by default (1e-3 for VP
-  /// and sub-VP, 1e-5 for VE): the score blows up as t -> 0.
-  virtual double default_eps() const = 0;
-
-  /// a(t) in f(x, t) = a(t) x.
-  virtual double drift_coeff(double t) const = 0;
-  virtual torch::Tensor drift_coeff(const torch::Tensor& t) const = 0;
-  /// g(t).
-  virtual double diffusion(double t) const = 0;
-  virtual torch::Tensor diffusion(const torch::Tensor& t) const = 0;
-  /// m(t) in E[x_t | x_0] = m(t) x_0.
-  virtual double mean_coeff(double t) const = 0;
-  virtual torch::Tensor mean_coeff(const torch::Tensor& t) const = 0;
-  /// s(t), the standard deviation of x_t | x_0.
-  virtual double std(double t) const = 0;
-  virtual torch::Tensor std(const torch::Tensor& t) const = 0;
-  /// Standard deviation of the prior N(0, prior_std^2 I) that sampling
-  /// starts from (the marginal at t = 1 for a point mass at 0).
-  virtual double prior_std() const = 0;
-
-  /// One step of the discretized forward process from t to t + dt (dt > 0).
-  /// The default is Euler: f = a(t) dt, G = g(t) sqrt(dt). VP uses the DDPM
-  /// discretization and VE the exact variance increment, as in the reference
-  /// code of Song et al.; the reverse-diffusion predictor runs on these.
-  virtual DiscreteStep discretize(double t, double dt) const;
-
-  // ---- built on the coefficients ------------------------------------------
-  /// f(x, t) = a(t) x. t is a double or a tensor (0-dim or [N]).
-  torch::Tensor drift(const torch::Tensor& x, double t) const;
-  torch::Tensor drift(const torch::Tensor& x, const torch::Tensor& t) const;
-
-  /// E[x_t | x_0] = m(t) x_0.
-  torch::Tensor marginal_mean(const torch::Tensor& x0, double t) const;
-  torch::Tensor marginal_mean(
-      const torch::Tensor& x0, const torch::Tensor& t) const;
-
-  /// x_t = m(t) x_0 + s(t) noise.
-  torch::Tensor perturb(
-      const torch::Tensor& x0, double t, const torch::Tensor& noise) const;
-  torch::Tensor perturb(
-      const torch::Tensor& x0,
-      const torch::Tensor& t,
-      const torch::Tensor& noise) const;
-
-  /// Score of the perturbation kernel, grad log p_0t(x_t | x_0) =
-  /// -(x_t - m(t) x_0) / s(t)^2, the target of denoising score matching.
-  torch::Tensor kernel_score(
-      const torch::Tensor& xt,
-      const torch::Tensor& x0,
-      const torch::Tensor& t) const;
-
-  /// Samples of the prior N(0, prior_std^2 I).
-  torch::Tensor prior_sample(
-      torch::IntArrayRef shape,
-      const torch::TensorOptions& options = {},
-      std::optional<torch::Generator> generator = std::nullopt) const;
-  /// log N(z; 0, prior_std^2 I), summed over all but the first dimension
-  /// (one value per sample; a 1-dim z is one sample of that dimension).
-  torch::Tensor prior_log_prob(const torch::Tensor& z) const;
-
-  /// Drift of the reverse-time SDE, f - g^2 score, or of the probability-flow
-  /// ODE, f - 1/2 g^2 score, when `probability_flow` is true.
-  torch::Tensor reverse_drift(
-      const torch::Tensor& x,
-      double t,
-      const torch::Tensor& score,
-      bool probability_flow = false) const;
-  torch::Tensor reverse_drift(
-      const torch::Tensor& x,
-      const torch::Tensor& t,
-      const torch::Tensor& score,
-      bool probability_flow = false) const;
-
- protected:
-  /// Throws unless 0 <= t <= 1.
-  static void check_time(double t, const char* where);
-  /// Checks dtype, device and batch of a tensor t against x, and (on CPU,
-  /// where it costs no device sync) that its values lie in [0, 1].
-  static void check_time(
-      const torch::Tensor& t, const torch::Tensor& x, const char* where);
-  /// Checks dtype and (on CPU) values of a tensor t on its own.
-  static void check_time(const torch::Tensor& t, const char* where);
-};
-
-/// Variance-preserving SDE: dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw with
-/// beta(t) = beta_min + t (beta_max - beta_min). Kernel:
-/// m(t) = exp(-1/2 B(t)), s(t)^2 = 1 - exp(-B(t)), B(t) = int_0^t beta.
-/// The continuous limit of the DDPM chain (`from_schedule`).
-class VPSDE : public SDE {
+/// Variance-preserving SDE: dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw,
+/// beta(t) = beta_min + t (beta_max - beta_min), t in [0, 1]. The continuous
+/// limit of the DDPM chain (`from_schedule`). t_min = 1e-3.
+class VPSDE : public NoiseProcess {
  public:
   explicit VPSDE(double beta_min = 0.1, double beta_max = 20.0);
   /// The VP SDE whose discretization with T steps is the given linear
-  /// schedule: beta_min = T beta_start, beta_max = T beta_end. DDPM step i
-  /// then sits at t = (i + 1) / T, and alpha_bar_i -> m(t)^2 as T grows.
+  /// schedule: beta_min = T beta_start, beta_max = T beta_end.
   static VPSDE from_schedule(const Schedule& schedule);
 
   double beta_min() const {
@@ -142,99 +43,219 @@ class VPSDE : public SDE {
   }
   /// beta(t).
   double beta(double t) const;
-  torch::Tensor beta(const torch::Tensor& t) const;
 
   std::string name() const override {
     return "vp";
   }
-  double default_eps() const override {
+  std::string describe() const override;
+  double t_max() const override {
+    return 1.0;
+  }
+  double t_min() const override {
     return 1e-3;
   }
-  double drift_coeff(double t) const override;
-  torch::Tensor drift_coeff(const torch::Tensor& t) const override;
-  double diffusion(double t) const override;
-  torch::Tensor diffusion(const torch::Tensor& t) const override;
-  double mean_coeff(double t) const override;
-  torch::Tensor mean_coeff(const torch::Tensor& t) const override;
-  double std(double t) const override;
-  torch::Tensor std(const torch::Tensor& t) const override;
+  double t_floor() const override {
+    return 0.0;
+  }
+  double data_time() const override {
+    return 0.0;
+  }
   double prior_std() const override {
     return 1.0;
   }
-  /// DDPM: beta_i = beta(t) dt, f = sqrt(1 - beta_i) - 1, G = sqrt(beta_i).
-  DiscreteStep discretize(double t, double dt) const override;
 
- private:
+ protected:
   double beta_min_;
   double beta_max_;
+
+  double alpha_impl(double t) const override;
+  torch::Tensor alpha_impl(const torch::Tensor& t) const override;
+  double sigma_impl(double t) const override;
+  torch::Tensor sigma_impl(const torch::Tensor& t) const override;
+  double lambda_impl(double t) const override;
+  torch::Tensor lambda_impl(const torch::Tensor& t) const override;
+  double t_of_lambda_impl(double lambda) const override;
+  torch::Tensor t_of_lambda_impl(const torch::Tensor& lambda) const override;
+  double drift_coeff_impl(double t) const override;
+  double diffusion_sq_impl(double t) const override;
+  torch::Tensor diffusion_sq_impl(const torch::Tensor& t) const override;
 };
 
-/// Sub-VP SDE: dx = -1/2 beta(t) x dt + sqrt(beta(t)(1 - exp(-2 B(t)))) dw.
-/// Kernel: m(t) = exp(-1/2 B(t)), s(t) = 1 - exp(-B(t)).
-class SubVPSDE : public SDE {
+/// Sub-VP SDE: dx = -1/2 beta(t) x dt + sqrt(beta(t)(1 - exp(-2 B(t)))) dw;
+/// alpha as VP, sigma = 1 - exp(-B).
+class SubVPSDE : public VPSDE {
  public:
   explicit SubVPSDE(double beta_min = 0.1, double beta_max = 20.0);
-  double beta_min() const {
-    return beta_min_;
-  }
-  double beta_max() const {
-    return beta_max_;
-  }
 
   std::string name() const override {
     return "subvp";
   }
-  double default_eps() const override {
-    return 1e-3;
-  }
-  double drift_coeff(double t) const override;
-  torch::Tensor drift_coeff(const torch::Tensor& t) const override;
-  double diffusion(double t) const override;
-  torch::Tensor diffusion(const torch::Tensor& t) const override;
-  double mean_coeff(double t) const override;
-  torch::Tensor mean_coeff(const torch::Tensor& t) const override;
-  double std(double t) const override;
-  torch::Tensor std(const torch::Tensor& t) const override;
-  double prior_std() const override {
-    return 1.0;
-  }
+  std::string describe() const override;
 
- private:
-  double beta_min_;
-  double beta_max_;
+ protected:
+  double sigma_impl(double t) const override;
+  torch::Tensor sigma_impl(const torch::Tensor& t) const override;
+  double lambda_impl(double t) const override;
+  torch::Tensor lambda_impl(const torch::Tensor& t) const override;
+  double t_of_lambda_impl(double lambda) const override;
+  torch::Tensor t_of_lambda_impl(const torch::Tensor& lambda) const override;
+  double diffusion_sq_impl(double t) const override;
+  torch::Tensor diffusion_sq_impl(const torch::Tensor& t) const override;
 };
 
-/// Variance-exploding SDE in the sigma^t form: dx = sigma^t dw (f = 0), as in
-/// the score-SDE tutorial. Kernel: m(t) = 1,
-/// s(t)^2 = (sigma^{2t} - 1) / (2 ln sigma); prior N(0, s(1)^2 I).
-class VESDE : public SDE {
+/// Variance-exploding SDE in the sigma^t form (the seed and the score-SDE
+/// tutorial): dx = sigma^t dw, t in [0, 1]; sigma_t^2 = (sigma^(2t) - 1) /
+/// (2 ln sigma), prior N(0, sigma_1^2 I). t_min = 1e-5.
+class VESDE : public NoiseProcess {
  public:
   explicit VESDE(double sigma = 25.0);
-  double sigma() const {
-    return sigma_;
+  /// The base sigma of sigma^t (not sigma(t); see sigma(double)).
+  double base_sigma() const {
+    return base_;
   }
 
   std::string name() const override {
     return "ve";
   }
-  double default_eps() const override {
+  std::string describe() const override;
+  double t_max() const override {
+    return 1.0;
+  }
+  double t_min() const override {
     return 1e-5;
   }
-  double drift_coeff(double t) const override;
-  torch::Tensor drift_coeff(const torch::Tensor& t) const override;
-  double diffusion(double t) const override;
-  torch::Tensor diffusion(const torch::Tensor& t) const override;
-  double mean_coeff(double t) const override;
-  torch::Tensor mean_coeff(const torch::Tensor& t) const override;
-  double std(double t) const override;
-  torch::Tensor std(const torch::Tensor& t) const override;
+  double t_floor() const override {
+    return 0.0;
+  }
+  double data_time() const override {
+    return 0.0;
+  }
   double prior_std() const override;
-  /// Exact variance increment: f = 0, G^2 = s(t + dt)^2 - s(t)^2.
-  DiscreteStep discretize(double t, double dt) const override;
+
+ protected:
+  double alpha_impl(double t) const override;
+  torch::Tensor alpha_impl(const torch::Tensor& t) const override;
+  double sigma_impl(double t) const override;
+  torch::Tensor sigma_impl(const torch::Tensor& t) const override;
+  double t_of_lambda_impl(double lambda) const override;
+  torch::Tensor t_of_lambda_impl(const torch::Tensor& lambda) const override;
+  double drift_coeff_impl(double t) const override;
+  double diffusion_sq_impl(double t) const override;
+  torch::Tensor diffusion_sq_impl(const torch::Tensor& t) const override;
 
  private:
-  double sigma_;
-  double log_sigma_;
+  double base_;
+  double log_base_;
+};
+
+/// Variance-exploding SDE of score_sde (Song et al. 2021, eq. 30):
+/// sigma(t) = sigma_min (sigma_max / sigma_min)^t, t in [0, 1], dx =
+/// sigma(t) sqrt(2 ln(sigma_max / sigma_min)) dw. sigma(0) = sigma_min, so
+/// the data lies at t = -inf (where sigma(t) -> 0). t_min = 1e-5.
+class GeometricVESDE : public NoiseProcess {
+ public:
+  explicit GeometricVESDE(double sigma_min = 0.01, double sigma_max = 50.0);
+  double sigma_min() const {
+    return sigma_min_;
+  }
+  double sigma_max() const {
+    return sigma_max_;
+  }
+
+  std::string name() const override {
+    return "ve_geometric";
+  }
+  std::string describe() const override;
+  double t_max() const override {
+    return 1.0;
+  }
+  double t_min() const override {
+    return 1e-5;
+  }
+  double t_floor() const override {
+    return 0.0;
+  }
+  double data_time() const override;
+  double prior_std() const override {
+    return sigma_max_;
+  }
+
+ protected:
+  double alpha_impl(double t) const override;
+  torch::Tensor alpha_impl(const torch::Tensor& t) const override;
+  double sigma_impl(double t) const override;
+  torch::Tensor sigma_impl(const torch::Tensor& t) const override;
+  double t_of_lambda_impl(double lambda) const override;
+  torch::Tensor t_of_lambda_impl(const torch::Tensor& lambda) const override;
+  double drift_coeff_impl(double t) const override;
+  double diffusion_sq_impl(double t) const override;
+  torch::Tensor diffusion_sq_impl(const torch::Tensor& t) const override;
+
+ private:
+  double sigma_min_;
+  double sigma_max_;
+  double log_ratio_;
+};
+
+/// The process of EDM and k-diffusion (Karras et al. 2022): alpha = 1,
+/// sigma = t, so the time is the noise level itself, t in [0, sigma_max];
+/// grids default to Karras' with rho = 7 from sigma_max down to sigma_min,
+/// then 0. dx = sqrt(2 t) dw. sigma_data is what EDM's preconditioning and
+/// loss weight use (sbgm/precondition.h).
+class EDMProcess : public NoiseProcess {
+ public:
+  explicit EDMProcess(
+      double sigma_min = 0.002,
+      double sigma_max = 80.0,
+      double sigma_data = 0.5);
+  double sigma_min() const {
+    return sigma_min_;
+  }
+  double sigma_max() const {
+    return sigma_max_;
+  }
+  double sigma_data() const {
+    return sigma_data_;
+  }
+
+  std::string name() const override {
+    return "edm";
+  }
+  std::string describe() const override;
+  double t_max() const override {
+    return sigma_max_;
+  }
+  double t_min() const override {
+    return sigma_min_;
+  }
+  double t_floor() const override {
+    return 0.0;
+  }
+  double data_time() const override {
+    return 0.0;
+  }
+  double prior_std() const override {
+    return sigma_max_;
+  }
+  GridKind default_grid() const override {
+    return GridKind::Karras;
+  }
+
+ protected:
+  double alpha_impl(double t) const override;
+  torch::Tensor alpha_impl(const torch::Tensor& t) const override;
+  double sigma_impl(double t) const override;
+  torch::Tensor sigma_impl(const torch::Tensor& t) const override;
+  double t_of_lambda_impl(double lambda) const override;
+  torch::Tensor t_of_lambda_impl(const torch::Tensor& lambda) const override;
+  double drift_coeff_impl(double t) const override;
+  double diffusion_sq_impl(double t) const override;
+  torch::Tensor diffusion_sq_impl(const torch::Tensor& t) const override;
+
+ private:
+  double sigma_min_;
+  double sigma_max_;
+  double sigma_data_;
 };
 
 }  // namespace sbgm

@@ -112,8 +112,8 @@ torch::Tensor make_moons(int64_t n, at::Generator gen, double noise) {
   auto dbl = torch::dtype(torch::kDouble);
   int64_t n_out = n / 2;
   int64_t n_in = n - n_out;
-  auto so = torch::linspace(0, kPi, n_out, dbl);
-  auto si = torch::linspace(0, kPi, n_in, dbl);
+  auto so = torch::rand({n_out}, g, dbl) * kPi;
+  auto si = torch::rand({n_in}, g, dbl) * kPi;
   auto outer = torch::stack({torch::cos(so), torch::sin(so)}, 1);
   auto inner = torch::stack({1 - torch::cos(si), 0.5 - torch::sin(si)}, 1);
   return add_noise_and_shuffle(torch::cat({outer, inner}, 0), g, noise);
@@ -130,8 +130,8 @@ torch::Tensor make_circles(
   auto dbl = torch::dtype(torch::kDouble);
   int64_t n_out = n / 2;
   int64_t n_in = n - n_out;
-  auto ao = torch::arange(n_out, dbl) * (2 * kPi / std::max<int64_t>(n_out, 1));
-  auto ai = torch::arange(n_in, dbl) * (2 * kPi / n_in);
+  auto ao = torch::rand({n_out}, g, dbl) * (2 * kPi);
+  auto ai = torch::rand({n_in}, g, dbl) * (2 * kPi);
   auto outer = torch::stack({torch::cos(ao), torch::sin(ao)}, 1);
   auto inner = factor * torch::stack({torch::cos(ai), torch::sin(ai)}, 1);
   return add_noise_and_shuffle(torch::cat({outer, inner}, 0), g, noise);
@@ -174,6 +174,42 @@ torch::Tensor make_toy2d(
   return make_toy2d(parse_toy2d(name), n, gen, noise);
 }
 
+Standardizer Standardizer::fit(const torch::Tensor& x) {
+  TORCH_CHECK(
+      x.defined() && x.dim() == 2 && x.size(0) >= 2 && x.is_floating_point(),
+      "Standardizer::fit: x must be a floating tensor [N, D] with N >= 2");
+  Standardizer s;
+  auto xd = x.to(torch::kDouble);
+  auto mean = xd.mean(0, true);
+  s.scale = std::sqrt((xd - mean).square().mean().item<double>());
+  TORCH_CHECK(
+      s.scale > 0 && std::isfinite(s.scale),
+      "Standardizer::fit: the points have no spread (scale ",
+      s.scale,
+      ")");
+  s.mean = mean.to(torch::kFloat);
+  return s;
+}
+
+torch::Tensor Standardizer::apply(const torch::Tensor& x) const {
+  if (!mean.defined()) {
+    return x;
+  }
+  return (x - mean.to(x.device(), x.scalar_type())) / scale;
+}
+
+torch::Tensor Standardizer::invert(const torch::Tensor& x) const {
+  if (!mean.defined()) {
+    return x;
+  }
+  return x * scale + mean.to(x.device(), x.scalar_type());
+}
+
+Standardizer toy2d_standardizer(Toy2d kind, std::optional<double> noise) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
+  return Standardizer::fit(make_toy2d(kind, 100000, gen, noise));
+}
+
 Toy2dSampler::Toy2dSampler(const Toy2dSamplerOptions& options)
     : options_(options),
       gen_(at::make_generator<at::CPUGeneratorImpl>(options.seed())) {
@@ -181,10 +217,15 @@ Toy2dSampler::Toy2dSampler(const Toy2dSamplerOptions& options)
       options_.fixed_size() >= 0,
       "Toy2dSampler: fixed_size must be >= 0, got ",
       options_.fixed_size());
+  if (options_.standardize()) {
+    standardizer_ = toy2d_standardizer(options_.kind(), options_.noise());
+  }
   if (options_.fixed_size() > 0) {
-    data_ = make_toy2d(
-                options_.kind(), options_.fixed_size(), gen_, options_.noise())
-                .to(options_.device());
+    data_ =
+        standardizer_
+            .apply(make_toy2d(
+                options_.kind(), options_.fixed_size(), gen_, options_.noise()))
+            .to(options_.device());
   }
 }
 
@@ -194,7 +235,8 @@ torch::Tensor Toy2dSampler::sample(int64_t batch_size) {
       "Toy2dSampler::sample: batch_size must be positive, got ",
       batch_size);
   if (!data_.defined()) {
-    return make_toy2d(options_.kind(), batch_size, gen_, options_.noise())
+    return standardizer_
+        .apply(make_toy2d(options_.kind(), batch_size, gen_, options_.noise()))
         .to(options_.device());
   }
   auto idx = torch::randint(

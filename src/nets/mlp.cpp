@@ -98,12 +98,29 @@ void MLPImpl::reset() {
     }
   }
   out = torch::nn::Linear(o.hidden(), o.input_dim());
+  if (learned) {
+    // The per-step rows start at zero: drawn N(0, 1) as nn::Embedding does,
+    // every step would begin with its own random bias of size 1 in every
+    // layer (larger than the first layer's signal), an unrelated random
+    // function per step that training has to undo step by step; the 2-D
+    // demos then missed the thin sets (circles, moons) at low noise.
+    torch::NoGradGuard no_grad;
+    for (const auto& e : *embeddings) {
+      e->as<TimeEmbedding>()->table->weight.zero_();
+    }
+  }
   register_module("layers", layers);
   register_module("embeddings", embeddings);
   if (time_embedding) {
     register_module("time_embedding", time_embedding);
   }
   register_module("out", out);
+}
+
+int64_t MLPImpl::discrete_steps() const {
+  return options.embedding() == TimeEmbeddingKind::Learned
+             ? options.num_timesteps()
+             : 0;
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {

@@ -228,6 +228,12 @@ void UNetImpl::reset() {
   conv_out_ = register_module("conv_out", conv3x3(ch[0], o.in_channels()));
 }
 
+int64_t UNetImpl::discrete_steps() const {
+  return options.time_embedding() == TimeEmbeddingKind::Learned
+             ? options.num_timesteps()
+             : 0;
+}
+
 torch::Tensor UNetImpl::forward(
     const torch::Tensor& x, const torch::Tensor& t) {
   const char* where = "UNet";

@@ -2,56 +2,40 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include "../internal.h"
 #include "graph.h"
-#include "loop.h"
 
 namespace sbgm::samplers::detail {
 
 AffineSteps::AffineSteps(size_t n) {
-  for (auto* v : {&t, &c_x, &c_out, &c_noise, &x0_x, &x0_out, &c1, &c2}) {
+  for (auto* v :
+       {&t, &t_next, &c_x, &c_out, &c_noise, &x0_x, &x0_out, &c1, &c2}) {
     v->assign(n, 0.0);
   }
 }
 
-void fold_eps(
-    AffineSteps& st,
+void AffineSteps::set_point(
     size_t i,
+    const NoiseProcess& process,
     Prediction p,
-    double m,
-    double s,
-    double a,
-    double b) {
-  switch (p) {
-    case Prediction::Epsilon:
-      st.c_x[i] = a;
-      st.c_out[i] = b;
-      break;
-    case Prediction::Score:
-      st.c_x[i] = a;
-      st.c_out[i] = -b * s;
-      break;
-    case Prediction::X0:
-      st.c_x[i] = a + b / s;
-      st.c_out[i] = -b * m / s;
-      break;
-  }
+    const ProcessPoint& at,
+    double next) {
+  t[i] = process.model_time(at.t);
+  t_next[i] = next;
+  const auto m = prediction_coeffs(p, Prediction::X0, at.alpha, at.sigma);
+  x0_x[i] = m.x_coeff;
+  x0_out[i] = m.out_coeff;
 }
 
-void fold_x0(AffineSteps& st, size_t i, Prediction p, double m, double s) {
-  switch (p) {
-    case Prediction::Epsilon:
-      st.x0_x[i] = 1.0 / m;
-      st.x0_out[i] = -s / m;
-      break;
-    case Prediction::Score:
-      st.x0_x[i] = 1.0 / m;
-      st.x0_out[i] = s * s / m;
-      break;
-    case Prediction::X0:
-      st.x0_x[i] = 0.0;
-      st.x0_out[i] = 1.0;
-      break;
+void fill_normal(
+    torch::Tensor& buf,
+    const torch::Tensor& x,
+    const std::optional<torch::Generator>& gen) {
+  if (!buf.defined() || buf.sizes() != x.sizes() ||
+      buf.scalar_type() != x.scalar_type() || buf.device() != x.device()) {
+    buf = torch::empty_like(x, torch::MemoryFormat::Contiguous);
   }
+  buf.normal_(0.0, 1.0, sbgm::detail::to_c10(gen));
 }
 
 AffineStepper::AffineStepper(
@@ -62,19 +46,18 @@ AffineStepper::AffineStepper(
       steps_(std::move(steps)),
       generator_(std::move(generator)) {}
 
-void AffineStepper::step(torch::Tensor& x, int64_t i) {
+void AffineStepper::step(torch::Tensor& x, int64_t i, torch::Tensor* x0_out) {
   c10::InferenceMode guard;
   const auto& st = *steps_;
   const auto k = static_cast<size_t>(i);
   // One time for the whole batch, handed over as an expanded [N] tensor
-  // (stride 0): one fill per step, and models can see that t is shared
-  // (sbgm::MLP then embeds it once).
-  const auto tdtype = st.discrete ? torch::kLong : x.scalar_type();
+  // (stride 0): one fill per step (see ModelCaller).
+  const auto tdtype = st.integer_time ? torch::kLong : x.scalar_type();
   if (!tbuf_.defined() || tbuf_.scalar_type() != tdtype ||
       tbuf_.device() != x.device()) {
     tbuf_ = torch::empty({1}, x.options().dtype(tdtype));
   }
-  if (st.discrete) {
+  if (st.integer_time) {
     tbuf_.fill_(static_cast<int64_t>(st.t[k]));
   } else {
     tbuf_.fill_(st.t[k]);
@@ -83,19 +66,27 @@ void AffineStepper::step(torch::Tensor& x, int64_t i) {
   if (out.data_ptr() == x.data_ptr()) {
     out = out.clone();  // the model handed back x itself
   }
-  if (st.clip) {
-    auto x0 = out.mul(st.x0_out[k]);
+  torch::Tensor x0;
+  if (st.clip || x0_out != nullptr) {
+    x0 = out.mul(st.x0_out[k]);
     if (st.x0_x[k] != 0.0) {
       x0.add_(x, st.x0_x[k]);
     }
-    x0.clamp_(-st.clip_range, st.clip_range);
+    if (st.clip) {
+      x0.clamp_(-st.clip_range, st.clip_range);
+    }
+  }
+  if (st.clip) {
     x.mul_(st.c2[k]).add_(x0, st.c1[k]);
   } else {
     x.mul_(st.c_x[k]).add_(out, st.c_out[k]);
   }
-  if (st.c_noise[k] > 0.0) {
+  if (st.c_noise[k] != 0.0) {
     fill_normal(noise_, x, generator_);
     x.add_(noise_, st.c_noise[k]);
+  }
+  if (x0_out != nullptr) {
+    *x0_out = x0;
   }
 }
 
@@ -107,20 +98,21 @@ SampleResult run_affine(
     const char* where) {
   c10::InferenceMode guard;
   const int64_t n = steps->size();
-  Loop loop(common, n, where);
+  SamplerLoop loop(common, n, where);
   loop.start(x);
   if (common.cuda_graph() && x.is_cuda()) {
-    GraphedAffineStepper graphed(
-        model, std::move(steps), x, common.generator());
+    GraphedAffineStepper graphed(model, steps, x, common.generator());
     for (int64_t i = 0; i < n; ++i) {
       graphed.step(i);
-      loop.step(i + 1, x);
+      loop.step(i + 1, steps->t_next[i], x);
     }
   } else {
-    AffineStepper stepper(model, std::move(steps), common.generator());
+    AffineStepper stepper(model, steps, common.generator());
+    torch::Tensor x0;
+    torch::Tensor* want = loop.wants_x0() ? &x0 : nullptr;
     for (int64_t i = 0; i < n; ++i) {
-      stepper.step(x, i);
-      loop.step(i + 1, x);
+      stepper.step(x, i, want);
+      loop.step(i + 1, steps->t_next[i], x, x0);
     }
   }
   return loop.finish(std::move(x), n);

@@ -1,10 +1,12 @@
 #pragma once
 
-// Private: the samplers whose step is affine in the state, the model's
-// output and fresh noise (DDPM, DDIM, Euler–Maruyama). Each builds a table of
-// per-step coefficients on the host once; an eager stepper multiplies by host
-// doubles (no device sync, fewest kernels on the CPU), and on CUDA the same
-// table can drive one captured CUDA graph replayed per step (graph.h).
+// Private: the samplers whose step is linear in the state, the model's
+// output and fresh noise (DDPM, DDIM, Euler-Maruyama with Tweedie's last
+// step). Each builds a table of per-step coefficients on the host once, by
+// evaluating the public update functions (sbgm/samplers/updates.h) on
+// doubles (fold below); an eager stepper multiplies by host doubles (no
+// device sync, fewest kernels on the CPU), and on CUDA the same table can
+// drive one captured CUDA graph replayed per step (graph.h).
 
 #include <torch/types.h>
 
@@ -18,17 +20,30 @@
 
 namespace sbgm::samplers::detail {
 
+/// The coefficients of a linear map (x, u, z) -> c_x x + c_u u + c_z z.
+struct Linear3 {
+  double x, u, z;
+};
+
+/// Evaluates f (linear in its three arguments) at the unit vectors.
+template <class F>
+Linear3 fold(F f) {
+  return {f(1.0, 0.0, 0.0), f(0.0, 1.0, 0.0), f(0.0, 0.0, 1.0)};
+}
+
 /// Step i (in the order the sampler runs them), with out = model(x, t_i):
 ///   x <- c_x x + c_out out + c_noise z,
 /// or, with clip:
 ///   x0 = clamp(x0_x x + x0_out out, -clip_range, clip_range),
 ///   x  <- c2 x + c1 x0 + c_noise z.
+/// x0_x, x0_out always hold the model's x0 (for the step callback).
 struct AffineSteps {
-  /// The model's time per step: an integer step index when `discrete`
-  /// (passed as int64), else a time passed in x's dtype.
+  /// The model time per step (a step index when integer_time).
   std::vector<double> t;
+  /// The process time the state reaches after each step.
+  std::vector<double> t_next;
   std::vector<double> c_x, c_out, c_noise, x0_x, x0_out, c1, c2;
-  bool discrete = false;
+  bool integer_time = false;
   bool clip = false;
   double clip_range = 1.0;
 
@@ -36,22 +51,15 @@ struct AffineSteps {
   int64_t size() const {
     return static_cast<int64_t>(t.size());
   }
+  /// Sets the model time and x0 map of step i (from point `at`) and the
+  /// time it lands on.
+  void set_point(
+      size_t i,
+      const NoiseProcess& process,
+      Prediction p,
+      const ProcessPoint& at,
+      double t_next);
 };
-
-/// Sets c_x, c_out of step i for x <- a x + b eps with the model's output
-/// converted to eps at the kernel (m, s): eps = out (Epsilon), -s out
-/// (Score), (x - m out) / s (X0).
-void fold_eps(
-    AffineSteps& st,
-    size_t i,
-    Prediction p,
-    double m,
-    double s,
-    double a,
-    double b);
-
-/// Sets x0_x, x0_out of step i: x0 = (x - s eps) / m from the model's output.
-void fold_x0(AffineSteps& st, size_t i, Prediction p, double m, double s);
 
 /// Runs the steps one at a time on the host's coefficients.
 class AffineStepper {
@@ -65,7 +73,8 @@ class AffineStepper {
     return *steps_;
   }
   /// Step i in place; x must not require grad (runs under InferenceMode).
-  void step(torch::Tensor& x, int64_t i);
+  /// With x0 non-null, also returns the model's x0 of the step there.
+  void step(torch::Tensor& x, int64_t i, torch::Tensor* x0 = nullptr);
 
  private:
   Model model_;
@@ -75,8 +84,8 @@ class AffineStepper {
 };
 
 /// The whole loop of ddpm/ddim/euler_maruyama from the state x: trajectory,
-/// progress and the final check, eager or (common.cuda_graph() and x on
-/// CUDA) as one captured step replayed.
+/// progress, callback and the final check, eager or (common.cuda_graph()
+/// and x on CUDA) as one captured step replayed.
 SampleResult run_affine(
     const Model& model,
     std::shared_ptr<const AffineSteps> steps,
@@ -86,5 +95,12 @@ SampleResult run_affine(
 
 /// Throws for samplers that have no CUDA graph path when one is asked for.
 void check_no_cuda_graph(const CommonOptions& common, const char* where);
+
+/// Fills `buf` (re-allocated like x when missing or of another shape, dtype
+/// or device) with N(0, I) noise from the generator, in place.
+void fill_normal(
+    torch::Tensor& buf,
+    const torch::Tensor& x,
+    const std::optional<torch::Generator>& gen);
 
 }  // namespace sbgm::samplers::detail

@@ -2,7 +2,7 @@
 
 #include <c10/core/InferenceMode.h>
 
-#include "loop.h"
+#include "../internal.h"
 
 #ifdef SBGM_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -94,7 +94,7 @@ GraphedAffineStepper::GraphedAffineStepper(
                 1)
                 .to(x.options());
   m.times = col(st.t).to(
-      x.options().dtype(st.discrete ? torch::kLong : x.scalar_type()));
+      x.options().dtype(st.integer_time ? torch::kLong : x.scalar_type()));
   m.idx = torch::zeros({1}, x.options().dtype(torch::kLong));
   // Zero, so that the warm-up and any noise-free step add nothing.
   m.noise = torch::zeros_like(x, torch::MemoryFormat::Contiguous);

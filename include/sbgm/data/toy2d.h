@@ -41,13 +41,17 @@ torch::Tensor make_swiss_roll(
 
 /// Two interleaving half circles as sklearn.datasets.make_moons (shuffled):
 /// n / 2 points (cos s, sin s) and n - n / 2 points (1 - cos s, 0.5 - sin s),
-/// s evenly spaced over [0, pi], plus N(0, noise^2) per coordinate.
+/// s ~ U(0, pi), plus N(0, noise^2) per coordinate. (sklearn spaces s
+/// evenly; then every draw of the same size is the same set up to the
+/// noise, which hides the spread of the set from any two-sample distance,
+/// and a training batch repeats the same angles.)
 torch::Tensor make_moons(
     int64_t n, at::Generator gen = {}, double noise = 0.05);
 
 /// Two concentric circles as sklearn.datasets.make_circles (shuffled):
 /// n / 2 points on the unit circle and n - n / 2 on radius `factor` in (0, 1),
-/// angles 2 pi k / m (k = 0..m-1), plus N(0, noise^2) per coordinate.
+/// angles ~ U(0, 2 pi) (random, unlike sklearn's evenly spaced ones; see
+/// make_moons), plus N(0, noise^2) per coordinate.
 torch::Tensor make_circles(
     int64_t n,
     at::Generator gen = {},
@@ -73,6 +77,28 @@ torch::Tensor make_toy2d(
     at::Generator gen = {},
     std::optional<double> noise = std::nullopt);
 
+/// An affine map to zero mean and unit variance with one scale for all
+/// coordinates (so shapes keep their aspect): x' = (x - mean) / scale with
+/// scale^2 the mean over coordinates of the variance. Diffusion processes
+/// start from N(0, I): data of unit variance meets the prior on its own
+/// scale (the role of EDM's sigma_data).
+struct Standardizer {
+  /// Mean [1, D] (float32); undefined: the identity map.
+  torch::Tensor mean;
+  double scale = 1.0;
+  /// Fits the map to points x [N, D].
+  static Standardizer fit(const torch::Tensor& x);
+  /// (x - mean) / scale, on x's device and dtype.
+  torch::Tensor apply(const torch::Tensor& x) const;
+  /// x * scale + mean.
+  torch::Tensor invert(const torch::Tensor& x) const;
+};
+
+/// The standardizer of a toy set: fitted once to 10^5 of its points drawn
+/// with a fixed seed, so every program gets the same map for the same set.
+Standardizer toy2d_standardizer(
+    Toy2d kind, std::optional<double> noise = std::nullopt);
+
 /// Options of a Toy2dSampler.
 ///
 /// Example: `Toy2dSampler
@@ -90,6 +116,8 @@ struct Toy2dSamplerOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   /// Device the batches are put on. Default: CPU.
   TORCH_ARG(torch::Device, device) = torch::kCPU;
+  /// Standardize the batches with toy2d_standardizer(kind). Default: false.
+  TORCH_ARG(bool, standardize) = false;
 };
 
 /// Batches of toy points, fresh or from a fixed set, with its own generator
@@ -106,11 +134,16 @@ class Toy2dSampler {
   const Toy2dSamplerOptions& options() const {
     return options_;
   }
+  /// The map applied to the batches (the identity without standardize).
+  const Standardizer& standardizer() const {
+    return standardizer_;
+  }
 
  private:
   Toy2dSamplerOptions options_;
   at::Generator gen_;
   torch::Tensor data_;
+  Standardizer standardizer_;
 };
 
 }  // namespace sbgm::data

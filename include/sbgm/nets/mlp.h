@@ -35,7 +35,8 @@ torch::Tensor apply_activation(Activation a, const torch::Tensor& x);
 ///   h_l = act(W_l h_{l-1} + b_l + e_l(t)),   l = 1..depth,
 ///   out = W_out h_depth + b_out.
 /// With a Learned embedding, e_l is a table of its own for every layer
-/// (T x hidden). With Sinusoidal or Fourier, one fixed embedding E(t) of
+/// (T x hidden), initialized to zero (so every step starts from the same
+/// function). With Sinusoidal or Fourier, one fixed embedding E(t) of
 /// size `embedding_dim` is shared and e_l(t) = P_l E(t) + c_l with a learned
 /// linear map P_l per layer.
 ///
@@ -76,6 +77,10 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
 
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  /// The number of integer steps t must index (num_timesteps for a
+  /// Learned embedding), 0 for the fixed embeddings, which take any t.
+  /// sbgm::Model reads it, so samplers refuse continuous processes.
+  int64_t discrete_steps() const;
 
   MLPOptions options;
   /// Hidden layers W_l, b_l.

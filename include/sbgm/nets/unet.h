@@ -35,9 +35,9 @@
 
 namespace sbgm {
 
-/// Marginal standard deviation s(t) of the perturbation kernel, for the score
-/// parameterization (e.g. `[&sde](const torch::Tensor& t) { return
-/// sde.std(t); }`). Takes t as given to forward and returns one value per
+/// Marginal standard deviation sigma(t) of the noise process, for the score
+/// parameterization (e.g. `[&process](const torch::Tensor& t) { return
+/// process.sigma(t); }`). Takes t as given to forward and returns one value per
 /// sample (shape [N]) or a 0-dim tensor.
 using MarginalStdFn = std::function<torch::Tensor(const torch::Tensor& t)>;
 
@@ -146,6 +146,9 @@ class UNetImpl : public torch::nn::Module {
   /// the other kinds too and converted to x's dtype). Returns [N,
   /// in_channels, H, W], divided by marginal_std(t) when that is set.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  /// num_timesteps for a Learned time embedding, else 0 (see
+  /// MLPImpl::discrete_steps).
+  int64_t discrete_steps() const;
 
   UNetOptions options;
 

@@ -1,28 +1,26 @@
-#include "sbgm/samplers/ode.h"
+#pragma once
 
-#include <c10/core/InferenceMode.h>
-#include <torch/autograd.h>
+// Private: explicit ODE integrators over a state of several tensors (the
+// samples, and for the likelihood also the accumulated divergence), shared
+// by the probability-flow sampler and log_likelihood.
+
+#include <torch/types.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
-#include "affine.h"
-#include "continuous.h"
-#include "loop.h"
-#include "sbgm/sde.h"
-
-namespace sbgm::samplers {
-
-namespace {
+namespace sbgm::samplers::detail {
 
 using State = std::vector<torch::Tensor>;
 using RHS = std::function<State(double t, const State& y)>;
 using OnStep = std::function<void(int64_t step, const State& y)>;
 
 /// y + h * sum_j c_j k_j, entry by entry.
-State combine(
+inline State combine(
     const State& y,
     double h,
     std::initializer_list<std::pair<double, const State*>> terms) {
@@ -40,8 +38,15 @@ State combine(
   return out;
 }
 
+/// One Euler step from t0 to t1; returns the number of evaluations.
+inline int64_t euler(const RHS& f, State& y, double t0, double t1) {
+  auto k1 = f(t0, y);
+  y = combine(y, t1 - t0, {{1.0, &k1}});
+  return 1;
+}
+
 /// Heun from t0 to t1 in n equal steps; returns the number of evaluations.
-int64_t heun(
+inline int64_t heun(
     const RHS& f,
     State& y,
     double t0,
@@ -63,7 +68,7 @@ int64_t heun(
 
 /// RMS over all entries of a / (atol + rtol * max(|y0|, |y1|)) as a 0-dim
 /// float64 tensor.
-torch::Tensor scaled_rms(
+inline torch::Tensor scaled_rms(
     const State& a,
     const State& y0,
     const State& y1,
@@ -81,7 +86,7 @@ torch::Tensor scaled_rms(
 }
 
 /// Dormand–Prince 5(4) with FSAL; returns the number of evaluations.
-int64_t dopri5(
+inline int64_t dopri5(
     const RHS& f,
     State& y,
     double t0,
@@ -188,148 +193,4 @@ int64_t dopri5(
   return nfe;
 }
 
-void check_ode_options(const ODEOptions& o, const char* where) {
-  detail::check_steps(o.num_steps(), where);
-  TORCH_CHECK(
-      o.rtol() > 0 && o.atol() > 0,
-      where,
-      ": rtol and atol must be > 0, got rtol = ",
-      o.rtol(),
-      ", atol = ",
-      o.atol());
-  TORCH_CHECK(
-      o.max_steps() >= 1,
-      where,
-      ": max_steps must be >= 1, got ",
-      o.max_steps());
-}
-
-int64_t integrate(
-    const ODEOptions& o,
-    const RHS& f,
-    State& y,
-    double t0,
-    double t1,
-    const OnStep& on_step,
-    const char* where) {
-  if (o.method() == ODEMethod::Heun) {
-    return heun(f, y, t0, t1, o.num_steps(), on_step);
-  }
-  return dopri5(
-      f, y, t0, t1, o.rtol(), o.atol(), o.max_steps(), on_step, where);
-}
-
-}  // namespace
-
-SampleResult ode(
-    const Model& model,
-    const SDE& sde,
-    torch::IntArrayRef shape,
-    const ODEOptions& options,
-    const CommonOptions& common) {
-  const char* where = "ode";
-  detail::check_no_cuda_graph(common, where);
-  check_ode_options(options, where);
-  const double eps = detail::resolve_eps(options.eps(), sde, where);
-  c10::InferenceMode guard;
-  auto x = detail::initial_state(shape, sde.prior_std(), common, where);
-  const int64_t total =
-      options.method() == ODEMethod::Heun ? options.num_steps() : 0;
-  detail::Loop loop(common, total, where);
-  loop.start(x);
-  torch::Tensor tbuf;
-  RHS f = [&](double t, const State& y) -> State {
-    auto score = detail::score_at(model, sde, y[0], t, tbuf);
-    const double g = sde.diffusion(t);
-    return {(y[0] * sde.drift_coeff(t)).add_(score, -0.5 * g * g)};
-  };
-  State y{x};
-  const int64_t nfe = integrate(
-      options,
-      f,
-      y,
-      1.0,
-      eps,
-      [&](int64_t step, const State& s) { loop.step(step, s[0]); },
-      where);
-  return loop.finish(y[0], nfe);
-}
-
-LikelihoodResult log_likelihood(
-    const Model& model,
-    const SDE& sde,
-    const torch::Tensor& x,
-    const LikelihoodOptions& options,
-    const CommonOptions& common) {
-  const char* where = "log_likelihood";
-  detail::check_no_cuda_graph(common, where);
-  sbgm::detail::check_floating(x, "x", where);
-  TORCH_CHECK(
-      x.dim() >= 1 && x.numel() >= 1,
-      where,
-      ": x must have shape [N, ...] with N >= 1, got ",
-      sbgm::detail::shape_str(x));
-  check_ode_options(options.ode(), where);
-  TORCH_CHECK(
-      options.num_bits() >= 0,
-      where,
-      ": num_bits must be >= 0, got ",
-      options.num_bits());
-  TORCH_CHECK(
-      options.data_width() > 0 && std::isfinite(options.data_width()),
-      where,
-      ": data_width must be finite and > 0, got ",
-      options.data_width());
-  const double eps = detail::resolve_eps(options.ode().eps(), sde, where);
-  torch::AutoGradMode grad_on(true);
-  const int64_t n = x.size(0);
-  auto x0 = x.detach().clone();
-  auto gen = sbgm::detail::to_c10(common.generator());
-  torch::Tensor v;
-  if (options.probe() == Probe::Rademacher) {
-    v = torch::randint(0, 2, x0.sizes(), gen, x0.options()).mul_(2).sub_(1);
-  } else {
-    v = torch::randn(x0.sizes(), gen, x0.options());
-  }
-  torch::Tensor tbuf;
-  RHS f = [&](double t, const State& y) -> State {
-    auto xr = y[0].detach().requires_grad_(true);
-    auto score = detail::score_at(model, sde, xr, t, tbuf);
-    const double g = sde.diffusion(t);
-    auto drift = xr * sde.drift_coeff(t) - (0.5 * g * g) * score;
-    auto vjp = torch::autograd::grad({(drift * v).sum()}, {xr})[0];
-    auto div = (vjp * v).reshape({n, -1}).sum(1);
-    return {drift.detach(), div.detach()};
-  };
-  State y{x0, torch::zeros({n}, x0.options())};
-  int64_t total =
-      options.ode().method() == ODEMethod::Heun ? options.ode().num_steps() : 0;
-  const int64_t nfe = integrate(
-      options.ode(),
-      f,
-      y,
-      eps,
-      1.0,
-      [&](int64_t step, const State&) {
-        if (common.progress()) {
-          common.progress()(step, total);
-        }
-      },
-      where);
-  detail::check_finite(y[0], where);
-  detail::check_finite(y[1], where);
-  LikelihoodResult r;
-  r.prior_sample = y[0];
-  r.log_prob = sde.prior_log_prob(y[0]) + y[1];
-  const double dim = static_cast<double>(x.numel() / n);
-  double offset = 0.0;
-  if (options.num_bits() > 0) {
-    offset = static_cast<double>(options.num_bits()) -
-             std::log2(options.data_width());
-  }
-  r.bits_per_dim = -r.log_prob / (dim * std::log(2.0)) + offset;
-  r.nfe = nfe;
-  return r;
-}
-
-}  // namespace sbgm::samplers
+}  // namespace sbgm::samplers::detail

@@ -1,0 +1,395 @@
+#include "common.h"
+
+#include <ATen/Context.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace sbgm::examples {
+
+torch::Device pick_device(const std::string& name) {
+  if (name == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA)
+                                       : torch::Device(torch::kCPU);
+  }
+  const torch::Device device(name);
+  check_device(device, "--device");
+  if (device.is_cuda()) {
+    at::globalContext().setBenchmarkCuDNN(true);
+  }
+  return device;
+}
+
+void add_sampling_flags(CLI::App& app, SamplingFlags& f) {
+  app.add_option("--sampler", f.sampler, "sampler by name")
+      ->check(CLI::IsMember(samplers::sampler_names()))
+      ->capture_default_str();
+  app.add_option("--grid", f.grid, "time grid by name")
+      ->check(CLI::IsMember(grids::names()))
+      ->capture_default_str();
+  app.add_option(
+         "--sample-steps", f.steps, "grid steps (0: the sampler's default)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option(
+         "--eta",
+         f.eta,
+         "eta of ddim (default 0) and euler_ancestral (default 1)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag(
+      "--cuda-graph",
+      f.cuda_graph,
+      "on CUDA, replay one captured sampler step (ddpm, ddim, em)");
+}
+
+samplers::SampleOptions sample_options(
+    const SamplingFlags& f,
+    const NoiseProcess& process,
+    torch::Device device,
+    uint64_t seed,
+    int64_t frames) {
+  auto o = samplers::SampleOptions()
+               .sampler(f.sampler)
+               .grid(f.grid)
+               .steps(f.steps)
+               .eta(f.eta);
+  // The steps the run will take, for the trajectory's spacing.
+  const int64_t steps = f.steps > 0 ? f.steps
+                        : process.num_model_steps() > 0
+                            ? process.num_model_steps()
+                            : 1000;
+  o.common()
+      .device(device)
+      .generator(make_generator(seed, device))
+      .cuda_graph(f.cuda_graph)
+      .trajectory_every(
+          std::max<int64_t>(1, steps / std::max<int64_t>(frames, 1)));
+  return o;
+}
+
+std::vector<std::string> process_names() {
+  return {
+      "vp",
+      "subvp",
+      "ve",
+      "ve_geometric",
+      "edm",
+      "linear",
+      "cosine",
+      "sigmoid"};
+}
+
+std::shared_ptr<NoiseProcess> make_process(
+    const std::string& name, int64_t T, double ve_sigma, bool quantize) {
+  if (name == "vp") {
+    return std::make_shared<VPSDE>();
+  }
+  if (name == "subvp") {
+    return std::make_shared<SubVPSDE>();
+  }
+  if (name == "ve") {
+    return std::make_shared<VESDE>(ve_sigma);
+  }
+  if (name == "ve_geometric") {
+    return std::make_shared<GeometricVESDE>();
+  }
+  if (name == "edm") {
+    return std::make_shared<EDMProcess>();
+  }
+  const auto opts = DiscreteProcessOptions().quantize(quantize);
+  if (name == "linear") {
+    return std::make_shared<DiscreteProcess>(Schedule::linear(T), opts);
+  }
+  if (name == "cosine") {
+    return std::make_shared<DiscreteProcess>(Schedule::cosine(T), opts);
+  }
+  if (name == "sigmoid") {
+    // Reaches the prior for any T: betas from 1e-4 to 12 / T.
+    return std::make_shared<DiscreteProcess>(
+        Schedule::sigmoid(T, 1e-4, 12.0 / static_cast<double>(T)), opts);
+  }
+  throw std::invalid_argument("unknown process '" + name + "'");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+std::vector<double> read_losses(const std::string& path) {
+  std::vector<double> losses;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string step, loss;
+    if (std::getline(row, step, ',') && std::getline(row, loss, ',')) {
+      try {
+        const double v = std::stod(loss);
+        if (std::isfinite(v) && v > 0) {
+          losses.push_back(v);
+        }
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  return losses;
+}
+
+void save_loss_plot(
+    const std::string& path, const std::vector<double>& losses) {
+  if (!losses.empty()) {
+    io::save_png(
+        path,
+        io::line_plot(
+            losses,
+            io::LinePlotOptions().log_y(true).title("training loss (log)")));
+  }
+}
+
+TrainReport train(
+    std::shared_ptr<torch::nn::Module> module,
+    LossFn loss,
+    TrainerOptions options,
+    const std::string& out_dir,
+    bool resume,
+    std::shared_ptr<torch::optim::Optimizer> optimizer) {
+  namespace fs = std::filesystem;
+  fs::create_directories(out_dir);
+  const auto csv = (fs::path(out_dir) / "loss.csv").string();
+  const auto ckpt = (fs::path(out_dir) / "checkpoint.pt").string();
+  if (!resume) {
+    std::error_code ec;
+    fs::remove(csv, ec);
+    fs::remove(ckpt, ec);
+  }
+  options.csv_path(csv).checkpoint_path(ckpt).resume(resume);
+  Trainer trainer(module, std::move(loss), options, std::move(optimizer));
+  const int64_t total = options.steps();
+  const int64_t every = std::max<int64_t>(options.log_every(), total / 10);
+  trainer.on_log([&](const TrainLogEntry& e) {
+    if (e.step % every == 0 || e.step == total) {
+      std::printf(
+          "step %6lld  loss %.4f  %.1f it/s  %.0f s\n",
+          static_cast<long long>(e.step),
+          e.loss,
+          e.it_per_s,
+          e.elapsed_s);
+      std::fflush(stdout);
+    }
+  });
+  TrainReport r;
+  const auto start = std::chrono::steady_clock::now();
+  const auto last = trainer.run();
+  r.seconds = seconds_since(start);
+  r.steps = trainer.step();
+  r.losses = read_losses(csv);
+  // A run resumed at its last step trains nothing: report the last logged
+  // loss.
+  r.final_loss = std::isfinite(last.loss) || r.losses.empty() ? last.loss
+                                                              : r.losses.back();
+  if (auto* ema = trainer.ema()) {
+    ema->copy_to(*module);
+  }
+  module->eval();
+  return r;
+}
+
+nlohmann::json mnist_quality(
+    const std::string& classifier_path,
+    const torch::Tensor& samples,
+    const torch::Tensor& train_images,
+    const torch::Tensor& test_images) {
+  DigitClassifier clf;
+  torch::load(clf, classifier_path);
+  clf->eval();
+  const auto test_out = classifier_outputs(clf, test_images);
+  const auto sample_out = classifier_outputs(clf, samples);
+  // The floor: as many training images as samples (the Fréchet distance of
+  // a finite set is biased upwards; equal sizes keep the two comparable).
+  const auto pick =
+      torch::randperm(train_images.size(0)).slice(0, 0, samples.size(0));
+  const auto train_out =
+      classifier_outputs(clf, train_images.index_select(0, pick));
+  nlohmann::json m;
+  m["frechet_samples_vs_test"] =
+      frechet_distance(sample_out.features, test_out.features);
+  m["frechet_train_vs_test"] =
+      frechet_distance(train_out.features, test_out.features);
+  m["classifier_score_samples"] = classifier_score(sample_out.logits);
+  m["classifier_score_test"] = classifier_score(test_out.logits);
+  std::printf(
+      "Fréchet distance of classifier features %.3f (floor %.3f); "
+      "classifier score %.3f (test images %.3f)\n",
+      m["frechet_samples_vs_test"].get<double>(),
+      m["frechet_train_vs_test"].get<double>(),
+      m["classifier_score_samples"].get<double>(),
+      m["classifier_score_test"].get<double>());
+  return m;
+}
+
+Sampled sample(
+    const Model& model,
+    const NoiseProcess& process,
+    torch::IntArrayRef shape,
+    const samplers::SampleOptions& options) {
+  Sampled s;
+  const auto start = std::chrono::steady_clock::now();
+  s.result = samplers::sample(model, process, shape, options);
+  s.seconds = seconds_since(start);
+  std::printf(
+      "sampled %lld with %s on the %s grid in %.2f s (%lld model "
+      "evaluations)\n",
+      static_cast<long long>(shape[0]),
+      options.sampler().c_str(),
+      options.grid().c_str(),
+      s.seconds,
+      static_cast<long long>(s.result.nfe));
+  return s;
+}
+
+MnistSplits load_mnist_splits(const std::string& dir) {
+  MnistSplits s;
+  try {
+    s.train = data::load_mnist(dir, data::MnistSplit::Train);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(
+        std::string(e.what_without_backtrace()) +
+        "\nFetch MNIST with:  scripts/fetch-mnist.sh " + dir);
+  }
+  try {
+    s.test = data::load_mnist(dir, data::MnistSplit::Test);
+  } catch (const c10::Error& e) {
+    std::printf(
+        "note: no test split (%s); test metrics skipped\n",
+        e.what_without_backtrace());
+  }
+  return s;
+}
+
+nlohmann::json mnist_bits_per_dim(
+    const Model& model,
+    const NoiseProcess& process,
+    const torch::Tensor& test_images,
+    int64_t k,
+    const std::function<torch::Tensor(const torch::Tensor&)>& to_model,
+    double data_width,
+    double tol,
+    torch::Device device) {
+  k = std::min<int64_t>(k, test_images.size(0));
+  // Uniform dequantization of the 8-bit values: (byte + u) / 256.
+  auto x01 =
+      (test_images.slice(0, 0, k) * 255 + torch::rand({k, 1, 28, 28})) / 256;
+  const auto lik = samplers::log_likelihood(
+      model,
+      process,
+      to_model(x01).to(device),
+      samplers::LikelihoodOptions()
+          .num_bits(8)
+          .data_width(data_width)
+          .rtol(tol)
+          .atol(tol));
+  const double bpd = lik.bits_per_dim.to(torch::kDouble).mean().item<double>();
+  std::printf(
+      "bits/dim on %lld test images: %.3f\n", static_cast<long long>(k), bpd);
+  return {{"bits_per_dim", bpd}, {"likelihood_images", k}};
+}
+
+void save_image_samples(
+    const std::string& out_dir,
+    const torch::Tensor& samples,
+    const std::vector<torch::Tensor>& trajectory) {
+  namespace fs = std::filesystem;
+  io::write_npy((fs::path(out_dir) / "samples.npy").string(), samples);
+  const auto nrow = static_cast<int64_t>(
+      std::ceil(std::sqrt(static_cast<double>(samples.size(0)))));
+  io::save_png(
+      (fs::path(out_dir) / "samples.png").string(),
+      io::image_grid(samples, nrow));
+  std::vector<torch::Tensor> snaps;
+  for (const auto& x : trajectory) {
+    snaps.push_back(x.slice(0, 0, 6).to(torch::kCPU, torch::kFloat));
+  }
+  if (!snaps.empty()) {
+    io::save_png(
+        (fs::path(out_dir) / "denoise.png").string(), io::denoise_strip(snaps));
+  }
+}
+
+int guarded_main(const std::function<int()>& body) {
+  tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
+  try {
+    return body();
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  }
+  return 1;
+}
+
+nlohmann::json toy2d_distances(
+    data::Toy2d kind,
+    const torch::Tensor& samples,
+    int64_t n,
+    uint64_t seed,
+    int64_t sets) {
+  auto gen = make_generator(seed);
+  const auto s = samples.slice(0, 0, n).to(torch::kCPU, torch::kFloat);
+  auto sw = [&](const torch::Tensor& a, const torch::Tensor& b) {
+    return metrics::sliced_wasserstein(a, b, 256, make_generator(7))
+        .item<double>();
+  };
+  double sw_s = 0, sw_f = 0, mmd_s = 0, mmd_f = 0;
+  for (int64_t k = 0; k < sets; ++k) {
+    const auto a = data::make_toy2d(kind, n, gen);
+    const auto b = data::make_toy2d(kind, n, gen);
+    sw_s += sw(s, a) / sets;
+    sw_f += sw(b, a) / sets;
+    mmd_s += metrics::mmd_rbf(s, a).item<double>() / sets;
+    mmd_f += metrics::mmd_rbf(b, a).item<double>() / sets;
+  }
+  std::printf(
+      "sliced Wasserstein %.4f (floor %.4f, ratio %.2f); MMD %.2e (floor "
+      "%.2e)\n",
+      sw_s,
+      sw_f,
+      sw_s / sw_f,
+      mmd_s,
+      mmd_f);
+  return {
+      {"sliced_wasserstein", sw_s},
+      {"sliced_wasserstein_floor", sw_f},
+      {"sliced_wasserstein_ratio", sw_s / sw_f},
+      {"mmd", mmd_s},
+      {"mmd_floor", mmd_f},
+      {"metric_points", n},
+      {"metric_sets", sets}};
+}
+
+torch::Tensor scatter(
+    const torch::Tensor& points,
+    const std::string& title,
+    double range,
+    const torch::Tensor& reference) {
+  std::vector<io::PointSet> sets;
+  if (reference.defined()) {
+    sets.push_back({reference.cpu(), {190, 190, 190}});
+  }
+  sets.push_back({points.cpu(), {214, 39, 40}});
+  return io::scatter_plot(
+      sets, io::ScatterOptions().range(-range, range).title(title));
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) {
+    throw std::runtime_error("cannot write " + path);
+  }
+}
+
+}  // namespace sbgm::examples

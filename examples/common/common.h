@@ -1,0 +1,161 @@
+#pragma once
+
+// What the example programs share: device choice, the sampler flags and
+// their SampleOptions, the noise process by name, timing, the loss curve
+// and metrics.json. The library holds the logic; this is command-line glue.
+
+#include <sbgm/sbgm.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sbgm::examples {
+
+/// "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...; an
+/// unusable device is an error that says why.
+torch::Device pick_device(const std::string& name);
+
+/// The flags every demo's sampling takes.
+struct SamplingFlags {
+  std::string sampler = "default";
+  std::string grid = "default";
+  int64_t steps = 0;  // 0: the sampler's default
+  std::optional<double> eta;
+  bool cuda_graph = false;
+};
+/// Adds --sampler, --grid, --sample-steps, --eta and --cuda-graph; the
+/// names are checked against the library's lists.
+void add_sampling_flags(CLI::App& app, SamplingFlags& flags);
+/// SampleOptions from the flags, for `device`, recording about `frames`
+/// trajectory states.
+samplers::SampleOptions sample_options(
+    const SamplingFlags& flags,
+    const NoiseProcess& process,
+    torch::Device device,
+    uint64_t seed,
+    int64_t frames);
+
+/// A noise process by name: "vp", "subvp", "ve" (sigma^t, sigma =
+/// ve_sigma), "ve_geometric", "edm", or a DDPM schedule "linear",
+/// "cosine", "sigmoid" with T steps (quantized model time when `quantize`).
+std::shared_ptr<NoiseProcess> make_process(
+    const std::string& name,
+    int64_t num_timesteps = 1000,
+    double ve_sigma = 25.0,
+    bool quantize = true);
+/// The names make_process knows.
+std::vector<std::string> process_names();
+
+/// Seconds since `start`.
+double seconds_since(std::chrono::steady_clock::time_point start);
+
+/// The "loss" column of the trainer's CSV log (finite, positive values).
+std::vector<double> read_losses(const std::string& csv_path);
+/// Writes loss.png (log scale) when there are losses.
+void save_loss_plot(const std::string& path, const std::vector<double>& losses);
+
+/// What train() reports.
+struct TrainReport {
+  double seconds = 0;
+  double final_loss = 0;
+  int64_t steps = 0;
+  std::vector<double> losses;  // the logged means, for loss.png
+};
+
+/// Trains `module` with a Trainer writing loss.csv and checkpoint.pt into
+/// `out_dir` (continuing from them with `resume`, else starting afresh),
+/// prints about ten progress lines, then swaps the EMA weights in (when
+/// there is an EMA) and puts the module in eval mode.
+TrainReport train(
+    std::shared_ptr<torch::nn::Module> module,
+    LossFn loss,
+    TrainerOptions options,
+    const std::string& out_dir,
+    bool resume,
+    std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr);
+
+/// MNIST quality figures with the digit classifier at `classifier_path`:
+/// the Fréchet distance of classifier features of the samples against the
+/// test images and its floor (as many training images against the test
+/// images), and the classifier score of both. Images in [0, 1].
+nlohmann::json mnist_quality(
+    const std::string& classifier_path,
+    const torch::Tensor& samples,
+    const torch::Tensor& train_images,
+    const torch::Tensor& test_images);
+
+/// Runs a sampler (by name, see sample_options), timing it and printing
+/// what it did.
+struct Sampled {
+  samplers::SampleResult result;
+  double seconds = 0;
+};
+Sampled sample(
+    const Model& model,
+    const NoiseProcess& process,
+    torch::IntArrayRef shape,
+    const samplers::SampleOptions& options);
+
+/// MNIST's training split and, when present, its test split; a missing
+/// training split is an error that says how to fetch MNIST.
+struct MnistSplits {
+  data::MnistData train;
+  std::optional<data::MnistData> test;
+};
+MnistSplits load_mnist_splits(const std::string& dir);
+
+/// Mean bits/dim of the first k test images (uniformly dequantized 8-bit
+/// values mapped by `to_model` onto an interval of width `data_width`)
+/// through the probability-flow ODE, Dopri5 with rtol = atol = tol.
+nlohmann::json mnist_bits_per_dim(
+    const Model& model,
+    const NoiseProcess& process,
+    const torch::Tensor& test_images,
+    int64_t k,
+    const std::function<torch::Tensor(const torch::Tensor&)>& to_model,
+    double data_width,
+    double tol,
+    torch::Device device);
+
+/// Writes samples.npy, samples.png (a grid) and denoise.png (the first six
+/// samples along the trajectory) for images in [0, 1].
+void save_image_samples(
+    const std::string& out_dir,
+    const torch::Tensor& samples,
+    const std::vector<torch::Tensor>& trajectory);
+
+/// Runs `body` and turns an exception into a message on stderr and exit
+/// status 1; sets up the CPU allocator first (sbgm/perf.h).
+int guarded_main(const std::function<int()>& body);
+
+/// Distances of 2-D samples to a toy set, and their floors: the sliced
+/// Wasserstein distance (256 projections) and MMD of the first n samples
+/// against `sets` fresh draws of n points each, averaged, and the same
+/// between as many pairs of fresh draws (what exact samples would score).
+/// A ratio near 1 means the samples are as close to the data as the data
+/// is to itself.
+nlohmann::json toy2d_distances(
+    data::Toy2d kind,
+    const torch::Tensor& samples,
+    int64_t n,
+    uint64_t seed,
+    int64_t sets = 8);
+
+/// A scatter plot of `points` (red) over `reference` (grey, optional) in
+/// [-range, range]^2, titled.
+torch::Tensor scatter(
+    const torch::Tensor& points,
+    const std::string& title,
+    double range,
+    const torch::Tensor& reference = {});
+
+/// Writes `j` to `path` (2-space indent), throwing when it cannot.
+void write_json(const std::string& path, const nlohmann::json& j);
+
+}  // namespace sbgm::examples

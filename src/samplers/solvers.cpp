@@ -1,0 +1,253 @@
+// The few-step solvers: Euler-ancestral, EDM's Heun (and Euler) with churn,
+// DPM-Solver++ 1/2M/3M and its SDE variant. The step math is in
+// sbgm/samplers/updates.h; the single-evaluation linear steps are folded
+// into per-step coefficient tables evaluated from those functions.
+
+#include <c10/core/InferenceMode.h>
+
+#include <array>
+#include <cmath>
+
+#include "../internal.h"
+#include "affine.h"
+#include "sbgm/samplers/samplers.h"
+
+namespace sbgm::samplers {
+
+namespace {
+
+constexpr int64_t kAncestralSteps = 50;
+constexpr int64_t kHeunSteps = 18;
+constexpr int64_t kDPMSteps = 20;
+
+std::vector<ProcessPoint> points_of(
+    const Model& model,
+    const NoiseProcess& process,
+    const GridSpec& grid,
+    int64_t default_steps,
+    const char* where) {
+  model.check_process(process, where);
+  return grid.resolve(process, default_steps).points(process, where);
+}
+
+void check_noise(double s_noise, const char* where) {
+  TORCH_CHECK(
+      s_noise > 0 && std::isfinite(s_noise),
+      where,
+      ": s_noise must be finite and > 0, got ",
+      s_noise);
+}
+
+}  // namespace
+
+SampleResult euler_ancestral(
+    const Model& model,
+    const NoiseProcess& process,
+    torch::IntArrayRef shape,
+    const EulerAncestralOptions& o) {
+  const char* where = "euler_ancestral";
+  TORCH_CHECK(
+      o.eta() >= 0 && std::isfinite(o.eta()),
+      where,
+      ": eta must be finite and >= 0, got ",
+      o.eta());
+  check_noise(o.s_noise(), where);
+  const auto pts = points_of(model, process, o.grid(), kAncestralSteps, where);
+  const Prediction p = model.prediction();
+  const size_t n = pts.size() - 1;
+  auto st = std::make_shared<detail::AffineSteps>(n);
+  st->integer_time = process.integer_model_time();
+  for (size_t i = 0; i < n; ++i) {
+    const auto& from = pts[i];
+    const auto& to = pts[i + 1];
+    st->set_point(i, process, p, from, to.t);
+    const auto c = detail::fold([&](double x, double u, double z) {
+      const auto d = update::denoised(x, u, p, from);
+      return update::euler_ancestral(
+          x, d.x0, z, from, to, o.eta(), o.s_noise());
+    });
+    st->c_x[i] = c.x;
+    st->c_out[i] = c.u;
+    st->c_noise[i] = c.z;
+  }
+  c10::InferenceMode guard;
+  auto x = initial_state(process, pts.front().t, shape, o.common(), where);
+  return detail::run_affine(
+      model, std::move(st), std::move(x), o.common(), where);
+}
+
+SampleResult heun(
+    const Model& model,
+    const NoiseProcess& process,
+    torch::IntArrayRef shape,
+    const HeunOptions& o) {
+  const char* where = o.order() == 1 ? "euler" : "heun";
+  const auto& common = o.common();
+  detail::check_no_cuda_graph(common, where);
+  TORCH_CHECK(
+      o.order() == 1 || o.order() == 2,
+      where,
+      ": order must be 1 (Euler) or 2 (Heun), got ",
+      o.order());
+  TORCH_CHECK(
+      o.s_churn() >= 0 && std::isfinite(o.s_churn()),
+      where,
+      ": s_churn must be finite and >= 0, got ",
+      o.s_churn());
+  TORCH_CHECK(
+      o.s_tmin() >= 0 && o.s_tmin() <= o.s_tmax(),
+      where,
+      ": need 0 <= s_tmin <= s_tmax, got s_tmin = ",
+      o.s_tmin(),
+      ", s_tmax = ",
+      o.s_tmax());
+  check_noise(o.s_noise(), where);
+  const auto pts = points_of(model, process, o.grid(), kHeunSteps, where);
+  const Prediction p = model.prediction();
+  c10::InferenceMode guard;
+  auto x = initial_state(process, pts.front().t, shape, common, where);
+  const auto n = static_cast<int64_t>(pts.size()) - 1;
+  SamplerLoop loop(common, n, where);
+  loop.start(x);
+  ModelCaller call(model, process, where);
+  const auto gen = sbgm::detail::to_c10(common.generator());
+  for (int64_t i = 0; i < n; ++i) {
+    const ProcessPoint& from = pts[i];
+    const ProcessPoint& to = pts[i + 1];
+    // Churn: raise the noise level to s^ = s (1 + gamma), clamped to the
+    // process's range.
+    ProcessPoint hat = from;
+    const double gamma = update::edm_gamma(
+        from.scaled_sigma(), n, o.s_churn(), o.s_tmin(), o.s_tmax());
+    if (gamma > 0) {
+      const double sh = from.scaled_sigma() * (1.0 + gamma);
+      hat = process.at(process.t_of_lambda(-std::log(sh)));
+      if (hat.scaled_sigma() > from.scaled_sigma()) {
+        x = update::edm_churn(
+            x,
+            torch::randn(x.sizes(), gen, x.options()),
+            from,
+            hat,
+            o.s_noise());
+      } else {
+        hat = from;  // at t_max already
+      }
+    }
+    const auto x0 = update::denoised(x, call(x, hat.t), p, hat).x0;
+    auto x_pred = update::euler(x, x0, hat, to);
+    if (o.order() == 2 && !to.is_data()) {
+      const auto x0_pred =
+          update::denoised(x_pred, call(x_pred, to.t), p, to).x0;
+      x = update::heun_correct(x, x0, x_pred, x0_pred, hat, to);
+    } else {
+      x = std::move(x_pred);
+    }
+    loop.step(i + 1, to.t, x, x0);
+  }
+  return loop.finish(x, call.nfe());
+}
+
+SampleResult dpm_solver(
+    const Model& model,
+    const NoiseProcess& process,
+    torch::IntArrayRef shape,
+    const DPMSolverOptions& o) {
+  const char* where = o.sde() ? "dpmpp_sde" : "dpm_solver";
+  const auto& common = o.common();
+  detail::check_no_cuda_graph(common, where);
+  TORCH_CHECK(
+      o.order() >= 1 && o.order() <= (o.sde() ? 2 : 3),
+      where,
+      o.sde() ? ": the SDE variant supports order 1 or 2, got "
+              : ": order must be 1, 2 or 3, got ",
+      o.order());
+  const auto pts = points_of(model, process, o.grid(), kDPMSteps, where);
+  const auto n = static_cast<int64_t>(pts.size()) - 1;
+  TORCH_CHECK(
+      n >= o.order(),
+      where,
+      ": order ",
+      o.order(),
+      " needs a grid of at least ",
+      o.order(),
+      " steps for its multistep start, got ",
+      n);
+  const Prediction p = model.prediction();
+  const bool to_data = pts.back().is_data();
+  // Per step: the order, the model time, m0 = x0_x x + x0_out out, and
+  // x <- c[0] x + c[1] m0 + c[2] m1 + c[3] m2 + c[4] z.
+  struct Step {
+    double t_model = 0, x0_x = 0, x0_out = 0;
+    std::array<double, 5> c{};
+  };
+  std::vector<Step> steps(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& from = pts[i];
+    const auto& to = pts[i + 1];
+    int64_t order = std::min<int64_t>(o.order(), i + 1);
+    if (to_data && (o.lower_order_final() || to.is_data())) {
+      if (to.is_data()) {
+        order = 1;  // h is infinite: only the first-order step is defined
+      } else if (i + 2 == n) {
+        order = std::min<int64_t>(order, 2);
+      }
+    }
+    const ProcessPoint& prev = i >= 1 ? pts[i - 1] : from;
+    const ProcessPoint& prev2 = i >= 2 ? pts[i - 2] : prev;
+    auto f = [&](const std::array<double, 5>& v) {
+      const double x = v[0], m0 = v[1], m1 = v[2], m2 = v[3], z = v[4];
+      if (o.sde()) {
+        return order == 1 ? update::dpmpp_1_sde(x, m0, z, from, to)
+                          : update::dpmpp_2m_sde(x, m0, m1, z, prev, from, to);
+      }
+      switch (order) {
+        case 1:
+          return update::dpmpp_1(x, m0, from, to);
+        case 2:
+          return update::dpmpp_2m(x, m0, m1, prev, from, to);
+        default:
+          return update::dpmpp_3m(x, m0, m1, m2, prev2, prev, from, to);
+      }
+    };
+    auto& s = steps[static_cast<size_t>(i)];
+    for (size_t k = 0; k < 5; ++k) {
+      std::array<double, 5> unit{};
+      unit[k] = 1.0;
+      s.c[k] = f(unit);
+    }
+    s.t_model = from.t;
+    const auto m = prediction_coeffs(p, Prediction::X0, from.alpha, from.sigma);
+    s.x0_x = m.x_coeff;
+    s.x0_out = m.out_coeff;
+  }
+  c10::InferenceMode guard;
+  auto x = initial_state(process, pts.front().t, shape, common, where);
+  SamplerLoop loop(common, n, where);
+  loop.start(x);
+  ModelCaller call(model, process, where);
+  torch::Tensor m1, m2, noise;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& s = steps[static_cast<size_t>(i)];
+    auto m0 = call(x, s.t_model) * s.x0_out;
+    if (s.x0_x != 0.0) {
+      m0.add_(x, s.x0_x);
+    }
+    x.mul_(s.c[0]).add_(m0, s.c[1]);
+    if (s.c[2] != 0.0) {
+      x.add_(m1, s.c[2]);
+    }
+    if (s.c[3] != 0.0) {
+      x.add_(m2, s.c[3]);
+    }
+    if (s.c[4] != 0.0) {
+      detail::fill_normal(noise, x, common.generator());
+      x.add_(noise, s.c[4]);
+    }
+    loop.step(i + 1, pts[i + 1].t, x, m0);
+    m2 = std::move(m1);
+    m1 = std::move(m0);
+  }
+  return loop.finish(x, call.nfe());
+}
+
+}  // namespace sbgm::samplers
