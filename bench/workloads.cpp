@@ -362,14 +362,19 @@ Workload gemm_peak(torch::Device device) {
 // Whole sampler runs on 1,000 2-D points with the exact score of an
 // 8-component Gaussian mixture ("gmm") or an untrained 64-unit MLP ("mlp"),
 // reported per sampler step: sample_<sampler>_<model> with the sampler by
-// its name in sbgm::samplers::sample (ddpm, ddim, em, pc, and heun for the
-// probability-flow ODE "ode"). DDPM/DDIM run on the seed's T = 150 schedule
-// (DDIM with 50 steps), the others on the VP SDE with 100 steps. PC and
-// Heun evaluate the model twice per step.
+// its name in sbgm::samplers::sample (ddpm, ddim, em, pc, ode (Heun on the
+// probability-flow ODE; "heun" before the samplers had names), heun (EDM),
+// euler_ancestral, dpmpp_2m, ...). DDPM/DDIM run on the seed's T = 150
+// schedule (DDIM with 50 steps), the others on the VP SDE with 100 steps.
+// PC, ode and heun evaluate the model twice per step.
 Workload sampler_run(
     torch::Device device, const std::string& sampler, const std::string& kind) {
   constexpr int64_t kPoints = 1000, kSteps = 100, kDdimSteps = 50;
-  const bool discrete = sampler == "ddpm" || sampler == "ddim";
+  // "vpmlp": the continuous MLP on the VP SDE for every sampler, DDPM and
+  // DDIM included (one model and process for all: per-evaluation costs
+  // compare directly).
+  const bool discrete =
+      kind != "vpmlp" && (sampler == "ddpm" || sampler == "ddim");
   std::shared_ptr<NoiseProcess> process;
   if (discrete) {
     process = std::make_shared<DiscreteProcess>(
@@ -407,11 +412,11 @@ Workload sampler_run(
             : torch::rand({kPoints}, torch::device(device));
     flops = count_flops([&] { net->forward(x, t); });
   }
-  const std::string name = sampler == "heun" ? "ode" : sampler;
-  const int64_t steps = sampler == "ddpm"   ? kSeedT
-                        : sampler == "ddim" ? kDdimSteps
-                                            : kSteps;
-  if (sampler == "pc" || sampler == "heun") {
+  const std::string& name = sampler;
+  const int64_t steps = !discrete            ? kSteps
+                        : sampler == "ddpm" ? kSeedT
+                                            : kDdimSteps;
+  if (sampler == "pc" || sampler == "ode" || sampler == "heun") {
     flops *= 2;
   }
   Workload w;
@@ -424,6 +429,36 @@ Workload sampler_run(
   samplers::sample(*model, *process, {2, 2}, opts);  // checks the name
   w.step = [model, process, opts] {
     samplers::sample(*model, *process, {kPoints, 2}, opts);
+  };
+  return w;
+}
+
+// Whole runs of the named sampler (10 grid steps) for 64 MNIST images with
+// the demo's U-Net (VE, sigma = 25, a score network), reported per model
+// evaluation: mnist_run_<sampler>. The cost of a sampler beyond its model
+// calls shows as the excess over mnist_forward.
+Workload mnist_run(torch::Device device, const std::string& sampler) {
+  constexpr int64_t kSteps = 10;
+  auto sde = std::make_shared<VESDE>(kSigma);
+  UNet net = mnist_unet(sde);
+  net->to(device);
+  net->eval();
+  auto model = std::make_shared<Model>(net, Prediction::Score);
+  auto opts = samplers::SampleOptions().sampler(sampler).steps(kSteps);
+  opts.common().device(device);
+  const std::vector<int64_t> shape{kMnistSampleBatch, 1, 28, 28};
+  Workload w;
+  w.default_iters = 3;
+  w.sync = [device] { sync_device(device); };
+  w.steps_per_call = samplers::sample(*model, *sde, shape, opts).nfe;
+  {
+    torch::NoGradGuard ng;
+    auto x = torch::randn(shape, torch::device(device));
+    auto t = torch::rand({kMnistSampleBatch}, torch::device(device));
+    w.flops = count_flops([&] { net->forward(x, t); });
+  }
+  w.step = [model, sde, opts, shape] {
+    samplers::sample(*model, *sde, shape, opts);
   };
   return w;
 }
@@ -469,15 +504,19 @@ Workload make_workload(const std::string& name, torch::Device device) {
     return mnist_forward(device);
   if (name == "gemm_peak")
     return gemm_peak(device);
+  if (name.rfind("mnist_run_", 0) == 0) {
+    return mnist_run(device, name.substr(10));
+  }
   if (name.rfind("sample_", 0) == 0) {
     const auto rest = name.substr(7);
-    const auto cut = rest.find('_');
+    const auto cut = rest.rfind('_');
     TORCH_CHECK(
         cut != std::string::npos &&
-            (rest.substr(cut + 1) == "gmm" || rest.substr(cut + 1) == "mlp"),
+            (rest.substr(cut + 1) == "gmm" || rest.substr(cut + 1) == "mlp" ||
+             rest.substr(cut + 1) == "vpmlp"),
         "unknown workload '",
         name,
-        "' (sample_<ddpm|ddim|em|pc|heun>_<gmm|mlp>)");
+        "' (sample_<sampler>_<gmm|mlp|vpmlp>, a sampler by name)");
     return sampler_run(device, rest.substr(0, cut), rest.substr(cut + 1));
   }
   TORCH_CHECK(
@@ -486,7 +525,7 @@ Workload make_workload(const std::string& name, torch::Device device) {
       name,
       "' (swiss_train[_flat|_naive], swiss_sample[_naive|_graph], "
       "mnist_train[_naive], mnist_sample[_graph], mnist_forward, gemm_peak, "
-      "sample_<ddpm|ddim|em|pc|heun>_<gmm|mlp>)");
+      "sample_<sampler>_<gmm|mlp>, mnist_run_<sampler>)");
 }
 
 }  // namespace sbgm::bench

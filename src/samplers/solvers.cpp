@@ -133,11 +133,10 @@ SampleResult heun(
         hat = from;  // at t_max already
       }
     }
-    const auto x0 = update::denoised(x, call(x, hat.t), p, hat).x0;
+    const auto x0 = update::x0_of(x, call(x, hat.t), p, hat);
     auto x_pred = update::euler(x, x0, hat, to);
     if (o.order() == 2 && !to.is_data()) {
-      const auto x0_pred =
-          update::denoised(x_pred, call(x_pred, to.t), p, to).x0;
+      const auto x0_pred = update::x0_of(x_pred, call(x_pred, to.t), p, to);
       x = update::heun_correct(x, x0, x_pred, x0_pred, hat, to);
     } else {
       x = std::move(x_pred);

@@ -56,6 +56,16 @@ Denoised<T> denoised(
       to_eps.x_coeff * x + to_eps.out_coeff * out};
 }
 
+/// Only x0 (what the scaled-variable solvers need).
+template <class T>
+T x0_of(const T& x, const T& out, Prediction p, const ProcessPoint& at) {
+  if (p == Prediction::X0) {
+    return out;
+  }
+  const auto c = prediction_coeffs(p, Prediction::X0, at.alpha, at.sigma);
+  return c.x_coeff * x + c.out_coeff * out;
+}
+
 /// The ancestral step of DDPM (Ho et al. 2020, eq. 6-7, Alg. 2) between any
 /// two times (Kingma et al. 2021, App. A): the mean of q(x_to | x_from, x0),
 ///   mean = (a/a') s'^2 / s^2 x + a' v / s^2 x0,  v = s^2 - (a/a')^2 s'^2,
