@@ -234,6 +234,23 @@ TEST_F(TrainerTest, LearningRateWarmupAndCsvLog) {
   EXPECT_EQ(row.rfind("5,", 0), 0u) << row;
   double loss = std::stod(row.substr(2));
   EXPECT_NEAR(loss, log[0].loss, 1e-6 * std::abs(log[0].loss));
+  // Cosine decay after the warm-up: lr min(1, (s + 1) / w) (1 + cos(pi s /
+  // S)) / 2 at the step s each log entry reports the rate of.
+  Trainer c(
+      toy.net,
+      toy.loss(),
+      TrainerOptions(20).lr(1e-2).lr_warmup(4).lr_schedule(
+          LRSchedule::Cosine).log_every(5));
+  std::vector<double> lrs;
+  c.on_log([&](const TrainLogEntry& e) { lrs.push_back(e.lr); });
+  c.run();
+  ASSERT_EQ(lrs.size(), 4u);
+  for (int k = 0; k < 4; ++k) {
+    const int s = 5 * k + 4;  // the last step of each window
+    const double want = 1e-2 * std::min(1.0, (s + 1) / 4.0) * 0.5 *
+                        (1 + std::cos(M_PI * s / 20.0));
+    EXPECT_NEAR(lrs[k], want, 1e-12) << k;
+  }
 }
 
 TEST_F(TrainerTest, ProgressBarOnlyWhenAsked) {

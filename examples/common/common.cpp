@@ -69,6 +69,41 @@ samplers::SampleOptions sample_options(
   return o;
 }
 
+void add_training_flags(CLI::App& app, TrainingFlags& f) {
+  app.add_option("--steps", f.steps, "optimizer steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--batch", f.batch, "minibatch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--lr", f.lr, "Adam learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--lr-warmup", f.lr_warmup, "linear warm-up steps")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--lr-schedule", f.lr_schedule, "constant or cosine")
+      ->check(CLI::IsMember({"constant", "cosine"}));
+  app.add_option("--ema", f.ema, "EMA decay (0: none)")
+      ->check(CLI::Range(0.0, 0.99999))
+      ->capture_default_str();
+  app.add_option("--ema-warmup", f.ema_warmup, "EMA warm-up: 1 or 0");
+  app.add_option("--device", f.device, "cpu, cuda, cuda:1 or auto")
+      ->capture_default_str();
+  app.add_option("--seed", f.seed, "random seed");
+  app.add_flag("--resume", f.resume, "continue from OUT/checkpoint.pt");
+  app.add_option("--out", f.out, "output directory")->capture_default_str();
+}
+
+TrainerOptions trainer_options(const TrainingFlags& f) {
+  return TrainerOptions(f.steps)
+      .lr(f.lr)
+      .lr_warmup(f.lr_warmup)
+      .lr_schedule(
+          f.lr_schedule == "cosine" ? LRSchedule::Cosine : LRSchedule::Constant)
+      .ema_decay(f.ema)
+      .ema_warmup(f.ema_warmup);
+}
+
 std::vector<std::string> process_names() {
   return {
       "vp",
@@ -191,11 +226,28 @@ TrainReport train(
   // loss.
   r.final_loss = std::isfinite(last.loss) || r.losses.empty() ? last.loss
                                                               : r.losses.back();
+  std::printf(
+      "trained to step %lld in %.1f s; final loss %.4f\n",
+      static_cast<long long>(r.steps),
+      r.seconds,
+      r.final_loss);
   if (auto* ema = trainer.ema()) {
     ema->copy_to(*module);
   }
   module->eval();
   return r;
+}
+
+nlohmann::json training_json(const TrainingFlags& f, const TrainReport& r) {
+  return {
+      {"steps", r.steps},
+      {"batch", f.batch},
+      {"lr", f.lr},
+      {"lr_warmup", f.lr_warmup},
+      {"lr_schedule", f.lr_schedule},
+      {"ema", f.ema},
+      {"train_seconds", r.seconds},
+      {"final_loss", r.final_loss}};
 }
 
 nlohmann::json mnist_quality(
@@ -221,6 +273,12 @@ nlohmann::json mnist_quality(
       frechet_distance(train_out.features, test_out.features);
   m["classifier_score_samples"] = classifier_score(sample_out.logits);
   m["classifier_score_test"] = classifier_score(test_out.logits);
+  // The share of the samples the classifier reads as each digit.
+  const auto counts =
+      torch::bincount(sample_out.logits.argmax(1), {}, 10).to(torch::kDouble);
+  const auto frac = counts / static_cast<double>(samples.size(0));
+  m["class_fractions"] = std::vector<double>(
+      frac.data_ptr<double>(), frac.data_ptr<double>() + 10);
   std::printf(
       "Fréchet distance of classifier features %.3f (floor %.3f); "
       "classifier score %.3f (test images %.3f)\n",

@@ -41,6 +41,27 @@ samplers::SampleOptions sample_options(
     uint64_t seed,
     int64_t frames);
 
+/// The flags every demo's training takes, with the demo's defaults.
+struct TrainingFlags {
+  int64_t steps = 1000;
+  int64_t batch = 32;
+  double lr = 1e-3;
+  int64_t lr_warmup = 0;
+  std::string lr_schedule = "constant";
+  double ema = 0.999;
+  bool ema_warmup = true;
+  std::string device = "auto";
+  uint64_t seed = 0;
+  bool resume = false;
+  std::string out = "out";
+};
+/// Adds --steps, --batch, --lr, --lr-warmup, --lr-schedule, --ema,
+/// --ema-warmup, --device, --seed, --resume and --out.
+void add_training_flags(CLI::App& app, TrainingFlags& flags);
+/// TrainerOptions with the steps, learning rate and its schedule, and the
+/// EMA of the flags.
+TrainerOptions trainer_options(const TrainingFlags& flags);
+
 /// A noise process by name: "vp", "subvp", "ve" (sigma^t, sigma =
 /// ve_sigma), "ve_geometric", "edm", or a DDPM schedule "linear",
 /// "cosine", "sigmoid" with T steps (quantized model time when `quantize`).
@@ -70,7 +91,8 @@ struct TrainReport {
 
 /// Trains `module` with a Trainer writing loss.csv and checkpoint.pt into
 /// `out_dir` (continuing from them with `resume`, else starting afresh),
-/// prints about ten progress lines, then swaps the EMA weights in (when
+/// prints about ten progress lines and a summary, then swaps the EMA
+/// weights in (when
 /// there is an EMA) and puts the module in eval mode.
 TrainReport train(
     std::shared_ptr<torch::nn::Module> module,
@@ -80,10 +102,16 @@ TrainReport train(
     bool resume,
     std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr);
 
+/// The training figures for metrics.json: steps, batch, lr (and its
+/// warm-up and schedule), EMA, train_seconds, final_loss.
+nlohmann::json training_json(
+    const TrainingFlags& flags, const TrainReport& report);
+
 /// MNIST quality figures with the digit classifier at `classifier_path`:
 /// the Fréchet distance of classifier features of the samples against the
 /// test images and its floor (as many training images against the test
-/// images), and the classifier score of both. Images in [0, 1].
+/// images), the classifier score of both, and the share of the samples
+/// read as each digit (class_fractions). Images in [0, 1].
 nlohmann::json mnist_quality(
     const std::string& classifier_path,
     const torch::Tensor& samples,

@@ -3,15 +3,21 @@
 //   --mode ve    VE SDE (sigma^t, sigma = 25), denoising score matching, a
 //                score U-Net whose output is divided by sigma(t) (the seed
 //                and the score-SDE tutorial); data in [0, 1].
-//   --mode vp    VP SDE, eps-prediction; data in [-1, 1].
+//   --mode vp    VP SDE; --prediction eps, v or x0 and --weighting unit or
+//                minsnr (min-SNR-gamma); data in [-1, 1].
 //   --mode ddpm  a 1000-step cosine (or --schedule linear) DDPM schedule,
-//                eps-prediction; data in [-1, 1].
+//                the same choices; data in [-1, 1].
+//   --mode edm   EDM: the U-Net preconditioned (c_skip, c_out, c_in,
+//                c_noise), x0 loss with EDM's weight, log-normal noise
+//                levels; data in [-1, 1].
 //
 // Writes samples.npy (N x 1 x 28 x 28 in [0, 1]), samples.png, denoise.png,
 // loss.png, loss.csv, checkpoint.pt and metrics.json into --out; with
 // --classifier (weights from sbgm-mnist-classifier) the Fréchet distance
-// of classifier features against the test split (and its floor) and the
-// classifier score; with --likelihood, bits/dim of test images.
+// of classifier features against the test split (and its floor), the
+// classifier score and the class histogram; with --likelihood, bits/dim.
+
+#include <sstream>
 
 #include "../common/common.h"
 
@@ -25,17 +31,15 @@ struct Config {
   std::string data = "data/mnist";
   std::string mode = "ve";
   std::string schedule = "cosine";
+  std::string prediction = "eps";
+  std::string weighting = "unit";
+  double gamma = 5.0;
+  std::string channels = "16,32,64";
   int64_t epochs = 0;
-  int64_t steps = 3000;
-  int64_t batch = 32;
-  double lr = 2e-3;
-  double ema = 0.999;
+  ex::TrainingFlags train{3000, 32, 2e-3};
   ex::SamplingFlags sampling;
   int64_t num_samples = 64;
-  std::string device = "cpu";
   bool amp = false;
-  bool resume = false;
-  std::string out = "mnist-out";
   bool likelihood = false;
   int64_t likelihood_images = 32;
   double ode_tol = 1e-4;
@@ -43,19 +47,25 @@ struct Config {
   uint64_t seed = 0;
 };
 
-// What a mode trains: the process, the network's prediction and options,
-// the loss, and the data's range.
+// What a mode trains: the process, what the model predicts, the network's
+// options, the loss, and the data's range.
 struct Recipe {
   std::shared_ptr<sbgm::NoiseProcess> process;
-  sbgm::Prediction prediction;
+  sbgm::Prediction prediction = sbgm::Prediction::Epsilon;
   sbgm::UNetOptions net{1};
   sbgm::LossOptions loss;
-  bool unit_range;  // data in [0, 1] (else [-1, 1])
-  std::string sampler;
+  bool unit_range = false;  // data in [0, 1] (else [-1, 1])
+  bool edm = false;
 };
 
 Recipe recipe(const Config& c) {
   Recipe r;
+  std::vector<int64_t> channels;
+  std::stringstream list(c.channels);
+  for (std::string item; std::getline(list, item, ',');) {
+    channels.push_back(std::stoll(item));
+  }
+  r.net.channels(channels);
   if (c.mode == "ve") {
     r.process = ex::make_process("ve", 0, 25.0);
     r.prediction = sbgm::Prediction::Score;
@@ -64,32 +74,34 @@ Recipe recipe(const Config& c) {
     r.loss.target(sbgm::Prediction::Score)
         .weighting(sbgm::LossWeighting::SigmaSquared);
     r.unit_range = true;
-    r.sampler = "em";
-  } else if (c.mode == "vp") {
-    r.process = ex::make_process("vp");
-    r.prediction = sbgm::Prediction::Epsilon;
-    r.unit_range = false;
-    r.sampler = "em";
+  } else if (c.mode == "edm") {
+    r.process = ex::make_process("edm");
+    r.prediction = sbgm::Prediction::X0;
+    r.loss.target(sbgm::Prediction::X0)
+        .weighting(sbgm::LossWeighting::EDM)
+        .sampling(sbgm::TimeSampling::LogNormal);
+    r.edm = true;
   } else {
-    // Step indices 0..999 straight into sinusoidal features.
-    r.process = ex::make_process(c.schedule, 1000);
-    r.prediction = sbgm::Prediction::Epsilon;
-    r.net.time_embedding(sbgm::TimeEmbeddingKind::Sinusoidal);
-    r.unit_range = false;
-    r.sampler = "ddim";
+    r.process = ex::make_process(c.mode == "vp" ? "vp" : c.schedule, 1000);
+    if (c.mode == "ddpm") {  // step indices 0..999 into sinusoidal features
+      r.net.time_embedding(sbgm::TimeEmbeddingKind::Sinusoidal);
+    }
+    r.prediction = sbgm::prediction_from_string(c.prediction);
+    r.loss.target(r.prediction)
+        .weighting(
+            c.weighting == "minsnr" ? sbgm::LossWeighting::MinSNR
+                                    : sbgm::LossWeighting::Unit)
+        .min_snr_gamma(c.gamma);
   }
   return r;
 }
 
 int run(Config c) {
-  torch::manual_seed(c.seed);
-  const torch::Device device = ex::pick_device(c.device);
+  torch::manual_seed(c.train.seed);
+  const torch::Device device = ex::pick_device(c.train.device);
   const bool amp = c.amp && device.is_cuda();
   const auto [data, test] = ex::load_mnist_splits(c.data);
   const auto r = recipe(c);
-  if (c.sampling.sampler == "default") {
-    c.sampling.sampler = r.sampler;
-  }
   auto to_model = [&](const torch::Tensor& x01) {
     return r.unit_range ? x01 : x01 * 2 - 1;
   };
@@ -99,58 +111,52 @@ int run(Config c) {
   const int64_t n_train = data.images.size(0);
   const auto train_x = to_model(data.images).to(device);
   const int64_t steps =
-      c.epochs > 0 ? c.epochs * ((n_train + c.batch - 1) / c.batch) : c.steps;
+      c.epochs > 0 ? c.epochs * ((n_train + c.train.batch - 1) / c.train.batch)
+                   : c.train.steps;
   std::printf(
       "%lld images; %s, %lld steps of batch %lld on %s%s\n",
       static_cast<long long>(n_train),
       r.process->describe().c_str(),
       static_cast<long long>(steps),
-      static_cast<long long>(c.batch),
+      static_cast<long long>(c.train.batch),
       device.str().c_str(),
       amp ? " (bf16 autocast)" : "");
 
   sbgm::UNet net(r.net);
   net->to(device);
-  const sbgm::Model model(
+  sbgm::ModelFn raw =
       [net, amp](const torch::Tensor& x, const torch::Tensor& t) mutable {
         sbgm::AutocastGuard scope(amp);  // bf16 autocast on CUDA
         return net->forward(x, t).to(x.scalar_type());
-      },
-      r.prediction,
-      net->discrete_steps());
+      };
+  const sbgm::Model model =
+      r.edm ? sbgm::edm_precondition(raw, r.process, 0.5)
+            : sbgm::Model(raw, r.prediction, net->discrete_steps());
 
   // ---- training
-  const auto out = [&](const char* name) {
-    return (fs::path(c.out) / name).string();
-  };
+  const fs::path out(c.train.out);
   const auto idx = torch::TensorOptions().dtype(torch::kLong).device(device);
   auto optimizer = std::make_shared<sbgm::FlatAdam>(
-      net->parameters(), sbgm::FlatAdamOptions(c.lr).max_grad_norm(1.0));
+      net->parameters(), sbgm::FlatAdamOptions(c.train.lr).max_grad_norm(1.0));
   const auto report = ex::train(
       net.ptr(),
       [&](int64_t) {
-        auto pick = torch::randint(n_train, {c.batch}, idx);
+        auto pick = torch::randint(n_train, {c.train.batch}, idx);
         return sbgm::diffusion_loss(
             model, *r.process, train_x.index_select(0, pick), r.loss);
       },
-      sbgm::TrainerOptions(steps)
-          .lr(c.lr)
+      ex::trainer_options(c.train)
+          .steps(steps)
           .grad_clip(0)  // fused into FlatAdam
-          .ema_decay(c.ema)
           .log_every(std::clamp<int64_t>(steps / 100, 1, 100))
           .checkpoint_every(std::max<int64_t>(500, steps / 10)),
-      c.out,
-      c.resume,
+      c.train.out,
+      c.train.resume,
       optimizer);
-  std::printf(
-      "trained to step %lld in %.1f s; final loss %.4f\n",
-      static_cast<long long>(report.steps),
-      report.seconds,
-      report.final_loss);
 
   // ---- sampling
   const auto so =
-      ex::sample_options(c.sampling, *r.process, device, c.seed + 1, 7);
+      ex::sample_options(c.sampling, *r.process, device, c.train.seed + 1, 7);
   const auto [result, sample_s] =
       ex::sample(model, *r.process, {c.num_samples, 1, 28, 28}, so);
   const auto samples = to_unit(result.samples).to(torch::kCPU, torch::kFloat);
@@ -158,24 +164,24 @@ int run(Config c) {
   for (const auto& x : result.trajectory) {
     frames.push_back(to_unit(x));
   }
-  ex::save_image_samples(c.out, samples, frames);
-  ex::save_loss_plot(out("loss.png"), report.losses);
+  ex::save_image_samples(c.train.out, samples, frames);
+  ex::save_loss_plot((out / "loss.png").string(), report.losses);
 
   json m = {
       {"mode", c.mode},
+      {"prediction", sbgm::to_string(model.prediction())},
+      {"loss_target", sbgm::to_string(r.loss.target())},
+      {"weighting", c.weighting},
+      {"channels", c.channels},
       {"process", r.process->describe()},
       {"sampler", c.sampling.sampler},
       {"grid", c.sampling.grid},
       {"device", device.str()},
       {"train_images", n_train},
-      {"steps", report.steps},
-      {"batch", c.batch},
-      {"lr", c.lr},
-      {"train_seconds", report.seconds},
-      {"final_loss", report.final_loss},
       {"num_samples", c.num_samples},
       {"nfe", result.nfe},
       {"sample_seconds", sample_s}};
+  m.update(ex::training_json(c.train, report));
   if (!c.classifier.empty() && test) {
     m.update(
         ex::mnist_quality(c.classifier, samples, data.images, test->images));
@@ -191,11 +197,11 @@ int run(Config c) {
         c.ode_tol,
         device));
   }
-  ex::write_json(out("metrics.json"), m);
+  ex::write_json((out / "metrics.json").string(), m);
   std::printf(
       "wrote samples.npy, samples.png, denoise.png, loss.png, metrics.json to "
       "%s\n",
-      c.out.c_str());
+      c.train.out.c_str());
   return 0;
 }
 
@@ -207,30 +213,30 @@ int main(int argc, char** argv) {
   app.add_option(
          "--data", c.data, "MNIST directory (scripts/fetch-mnist.sh DIR)")
       ->capture_default_str();
-  app.add_option("--mode", c.mode, "ve, vp or ddpm")
-      ->check(CLI::IsMember({"ve", "vp", "ddpm"}))
+  app.add_option("--mode", c.mode, "ve, vp, ddpm or edm")
+      ->check(CLI::IsMember({"ve", "vp", "ddpm", "edm"}))
       ->capture_default_str();
+  app.add_option("--prediction", c.prediction, "vp, ddpm: eps, v or x0")
+      ->check(CLI::IsMember({"eps", "v", "x0"}));
+  app.add_option("--weighting", c.weighting, "vp, ddpm: unit or minsnr")
+      ->check(CLI::IsMember({"unit", "minsnr"}));
+  app.add_option("--min-snr-gamma", c.gamma, "gamma of minsnr");
+  app.add_option("--channels", c.channels, "U-Net channels per level");
   app.add_option("--schedule", c.schedule, "ddpm mode: cosine or linear")
       ->check(CLI::IsMember({"cosine", "linear"}));
   app.add_option(
          "--epochs", c.epochs, "passes over the data (overrides --steps)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--steps", c.steps, "optimizer steps")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--batch", c.batch, "minibatch size")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--lr", c.lr, "Adam learning rate")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--ema", c.ema, "EMA decay (0: none)")
-      ->check(CLI::Range(0.0, 0.99999));
-  c.sampling.steps = 300;
+  c.train.device = "cpu";
+  c.train.out = "mnist-out";
+  ex::add_training_flags(app, c.train);
+  c.sampling.sampler = "dpmpp_2m";
+  c.sampling.grid = "karras";
+  c.sampling.steps = 20;
   ex::add_sampling_flags(app, c.sampling);
   app.add_option("--num-samples", c.num_samples, "images to generate")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
-  app.add_option("--device", c.device, "cpu, cuda, cuda:1, auto");
   app.add_flag("--amp", c.amp, "bf16 autocast on CUDA");
-  app.add_flag("--resume", c.resume, "continue from OUT/checkpoint.pt");
-  app.add_option("--out", c.out, "output directory")->capture_default_str();
   app.add_flag("--likelihood", c.likelihood, "bits/dim of test images");
   app.add_option(
          "--likelihood-images", c.likelihood_images, "images for --likelihood")
@@ -239,7 +245,6 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option(
       "--classifier", c.classifier, "weights from sbgm-mnist-classifier");
-  app.add_option("--seed", c.seed, "random seed");
   CLI11_PARSE(app, argc, argv);
   return ex::guarded_main([&] { return run(c); });
 }

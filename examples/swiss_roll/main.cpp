@@ -33,30 +33,24 @@ struct Config {
   std::string preset = "default";
   std::string process = "sigmoid";
   int64_t timesteps = 200;
-  int64_t steps = 20000;
-  int64_t batch = 256;
   int64_t hidden = 128;
-  double lr = 1e-3;
+  ex::TrainingFlags train{20000, 256, 1e-3};
   ex::SamplingFlags sampling;
   int64_t num_samples = kMetricPoints;
-  std::string device = "auto";
-  uint64_t seed = 0;
-  bool resume = false;
-  std::string out = "swiss-roll-out";
   int threads = 1;
 };
 
 int run(Config c) {
   const bool seed_preset = c.preset == "seed";
   if (seed_preset) {  // the original program: T = 150, 64 units, batch 128
-    c.timesteps = 150, c.hidden = 64, c.batch = 128;
+    c.timesteps = 150, c.hidden = 64, c.train.batch = 128, c.train.ema = 0;
   }
-  torch::manual_seed(c.seed);
+  torch::manual_seed(c.train.seed);
   sbgm::set_num_threads(c.threads);
-  const torch::Device device = ex::pick_device(c.device);
-  fs::create_directories(c.out);
+  const torch::Device device = ex::pick_device(c.train.device);
+  fs::create_directories(c.train.out);
   const auto out = [&](const char* f) {
-    return (fs::path(c.out) / f).string();
+    return (fs::path(c.train.out) / f).string();
   };
   const auto kind = sbgm::data::parse_toy2d(c.dataset);
 
@@ -81,7 +75,7 @@ int run(Config c) {
   // ---- training: fresh standardized points every step, antithetic times
   sbgm::data::Toy2dSampler data(sbgm::data::Toy2dSamplerOptions(kind)
                                     .fixed_size(seed_preset ? 10000 : 0)
-                                    .seed(c.seed)
+                                    .seed(c.train.seed)
                                     .standardize(!seed_preset)
                                     .device(device));
   const auto& standard = data.standardizer();
@@ -94,44 +88,38 @@ int run(Config c) {
     fused = std::make_shared<sbgm::FusedMLPStep>(net);
   }
   auto loss_fn = [&](int64_t) {
-    torch::Tensor x0 = data.sample(c.batch);
+    torch::Tensor x0 = data.sample(c.train.batch);
     if (!fused) {
       return sbgm::epsilon_loss(model, *process, x0, loss_opts);
     }
-    const auto t = sbgm::sample_times(*process, c.batch, loss_opts, device);
+    const auto t =
+        sbgm::sample_times(*process, c.train.batch, loss_opts, device);
     const auto noise = torch::randn_like(x0);
     return (*fused)(process->perturb(x0, t, noise), t.to(torch::kLong), noise);
   };
   const auto report = ex::train(
       net.ptr(),
       loss_fn,
-      sbgm::TrainerOptions(c.steps)
-          .lr(c.lr)
+      ex::trainer_options(c.train)
           .grad_clip(1.0)
-          .ema_decay(seed_preset ? 0.0 : 0.999)
-          .log_every(std::max<int64_t>(1, c.steps / 200))
+          .log_every(std::max<int64_t>(1, c.train.steps / 200))
           .loss_fn_computes_grads(fused != nullptr),
-      c.out,
-      c.resume);
-  std::printf(
-      "trained %lld steps in %.1f s (final loss %.4f)\n",
-      static_cast<long long>(report.steps),
-      report.seconds,
-      report.final_loss);
+      c.train.out,
+      c.train.resume);
 
   // ---- sampling, mapped back to the data's scale, and the distances
-  const auto so =
-      ex::sample_options(c.sampling, *process, device, c.seed + 1, kGifFrames);
+  const auto so = ex::sample_options(
+      c.sampling, *process, device, c.train.seed + 1, kGifFrames);
   const auto [result, sample_s] =
       ex::sample(model, *process, {c.num_samples, 2}, so);
   const torch::Tensor samples = standard.invert(result.samples).cpu();
   const int64_t n = std::min(c.num_samples, kMetricPoints);
-  auto metrics = ex::toy2d_distances(kind, samples, n, c.seed + 2);
+  auto metrics = ex::toy2d_distances(kind, samples, n, c.train.seed + 2);
 
   // ---- pictures
   io::write_npy(out("samples.npy"), samples);
   const auto shown =
-      sbgm::data::make_toy2d(kind, n, sbgm::make_generator(c.seed + 3));
+      sbgm::data::make_toy2d(kind, n, sbgm::make_generator(c.train.seed + 3));
   const double range = 1.15 * shown.abs().max().item<double>();
   auto plot = [&](const torch::Tensor& x,
                   const std::string& title,
@@ -178,20 +166,17 @@ int run(Config c) {
        {"process", process->describe()},
        {"sampler", c.sampling.sampler},
        {"grid", c.sampling.grid},
-       {"steps", report.steps},
-       {"batch", c.batch},
-       {"train_seconds", report.seconds},
        {"sample_seconds", sample_s},
        {"nfe", result.nfe},
-       {"final_loss", report.final_loss},
        {"num_samples", c.num_samples},
        {"samples_finite", torch::isfinite(samples).all().item<bool>()},
        {"device", device.str()}});
+  metrics.update(ex::training_json(c.train, report));
   ex::write_json(out("metrics.json"), metrics);
   std::printf(
       "wrote samples.npy, samples.png, forward.png, reverse.gif, "
       "loss.png and metrics.json to %s\n",
-      c.out.c_str());
+      c.train.out.c_str());
   return 0;
 }
 
@@ -218,19 +203,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timesteps", c.timesteps, "T of a discrete schedule")
       ->check(CLI::PositiveNumber);
-  app.add_option("--steps", c.steps, "training steps")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--batch", c.batch, "batch size")->check(CLI::PositiveNumber);
   app.add_option("--hidden", c.hidden, "MLP width")->check(CLI::PositiveNumber);
-  app.add_option("--lr", c.lr, "Adam learning rate")
-      ->check(CLI::PositiveNumber);
+  c.train.out = "swiss-roll-out";
+  ex::add_training_flags(app, c.train);
   ex::add_sampling_flags(app, c.sampling);
   app.add_option("--num-samples", c.num_samples, "points to sample")
       ->check(CLI::Range(int64_t{2}, int64_t{100000000}));
-  app.add_option("--device", c.device, "cpu, cuda or auto");
-  app.add_option("--seed", c.seed, "random seed");
-  app.add_flag("--resume", c.resume, "continue from OUT/checkpoint.pt");
-  app.add_option("--out", c.out, "output directory")->capture_default_str();
   app.add_option(
       "--threads",
       c.threads,

@@ -176,13 +176,19 @@ Trainer::Trainer(
 }
 
 double Trainer::lr_factor(int64_t step) const {
-  if (options_.lr_warmup() <= 0) {
-    return 1.0;
+  double f = 1.0;
+  if (options_.lr_warmup() > 0) {
+    f = std::min(
+        1.0,
+        static_cast<double>(step + 1) /
+            static_cast<double>(options_.lr_warmup()));
   }
-  return std::min(
-      1.0,
-      static_cast<double>(step + 1) /
-          static_cast<double>(options_.lr_warmup()));
+  if (options_.lr_schedule() == LRSchedule::Cosine) {
+    f *= 0.5 * (1.0 + std::cos(
+                          M_PI * static_cast<double>(step) /
+                          static_cast<double>(options_.steps())));
+  }
+  return f;
 }
 
 void Trainer::save(const std::string& path) const {
@@ -240,7 +246,7 @@ TrainLogEntry Trainer::run() {
                                   flat_->param_groups().at(0).options())
                                       .max_grad_norm() > 0;
   while (step_ < o.steps()) {
-    if (o.lr_warmup() > 0) {
+    if (o.lr_warmup() > 0 || o.lr_schedule() != LRSchedule::Constant) {
       const double f = lr_factor(step_);
       auto& groups = optimizer_->param_groups();
       for (size_t i = 0; i < groups.size(); ++i) {

@@ -30,6 +30,14 @@ enum class ProgressMode {
   Off,
 };
 
+/// How the learning rate changes over the run (after the warm-up).
+enum class LRSchedule {
+  /// lr throughout.
+  Constant,
+  /// lr (1 + cos(pi step / steps)) / 2, down to 0 at the last step.
+  Cosine,
+};
+
 /// Options of Trainer.
 ///
 /// Example:
@@ -54,6 +62,8 @@ struct TrainerOptions {
   /// Linear learning-rate warm-up: lr * min(1, (step + 1) / lr_warmup)
   /// on every parameter group; 0 disables. Default: 0.
   TORCH_ARG(int64_t, lr_warmup) = 0;
+  /// The decay that multiplies the warm-up factor. Default: Constant.
+  TORCH_ARG(LRSchedule, lr_schedule) = LRSchedule::Constant;
   /// EMA decay; 0 disables the EMA. Default: 0.999.
   TORCH_ARG(double, ema_decay) = 0.999;
   /// EMA warm-up d = min(decay, (1 + n) / (10 + n)). Default: true.
