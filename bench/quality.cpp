@@ -77,6 +77,10 @@ std::vector<Row> rows(bool discrete) {
   };
 }
 
+// --sampler / --grid narrow the rows (every row when empty); --grid also
+// overrides each row's grid.
+std::string g_only_sampler, g_grid;
+
 void quality_table(
     const sbgm::Model& model,
     const sbgm::NoiseProcess& process,
@@ -92,7 +96,13 @@ void quality_table(
     std::printf(" ---: |");
   }
   std::printf("\n");
-  for (const auto& r : rows(process.name() == "discrete")) {
+  for (auto r : rows(process.name() == "discrete")) {
+    if (!g_only_sampler.empty() && r.sampler != g_only_sampler) {
+      continue;
+    }
+    if (!g_grid.empty()) {
+      r.grid = g_grid;
+    }
     const bool posterior = r.variance == ss::DDPMVariance::Posterior;
     std::printf(
         "| %s%s | %s |",
@@ -206,6 +216,10 @@ int main(int argc, char** argv) {
   CLI::App app{"sbgm-quality: sample quality per model evaluation"};
   app.add_option("--table", table, "orders, gmm or swiss")
       ->check(CLI::IsMember({"orders", "gmm", "swiss"}));
+  app.add_option("--sampler", g_only_sampler, "only this sampler's rows")
+      ->check(CLI::IsMember(ss::sampler_names()));
+  app.add_option("--grid", g_grid, "every row on this grid")
+      ->check(CLI::IsMember(sbgm::grids::names()));
   CLI11_PARSE(app, argc, argv);
   sbgm::tune_cpu_allocator();
   sbgm::set_num_threads(1);

@@ -413,7 +413,7 @@ Workload sampler_run(
     flops = count_flops([&] { net->forward(x, t); });
   }
   const std::string& name = sampler;
-  const int64_t steps = !discrete            ? kSteps
+  const int64_t steps = !discrete           ? kSteps
                         : sampler == "ddpm" ? kSeedT
                                             : kDdimSteps;
   if (sampler == "pc" || sampler == "ode" || sampler == "heun") {
@@ -463,6 +463,55 @@ Workload mnist_run(torch::Device device, const std::string& sampler) {
   return w;
 }
 
+// Classifier-free guidance against plain conditional sampling, per sampler
+// step (dpmpp_2m): <guided|conditional>_<mlp|mnist>. mlp: 1,000 points and
+// a 128-unit class-conditional MLP (8 classes) on the VP SDE, 20 steps;
+// mnist: 64 images and the demo's U-Net with 10 classes, 10 steps. A guided
+// step makes one batched forward over twice the batch.
+Workload guidance_run(
+    torch::Device device, const std::string& kind, bool guided) {
+  const bool images = kind == "mnist";
+  const int64_t n = images ? kMnistSampleBatch : 1000, steps = images ? 10 : 20;
+  auto process = std::make_shared<VPSDE>();
+  std::shared_ptr<Model> model;
+  std::vector<int64_t> shape{n, 2};
+  int64_t classes = 8;
+  if (images) {
+    classes = 10;
+    UNet net(UNetOptions(1).num_classes(classes));
+    net->to(device);
+    net->eval();
+    model = std::make_shared<Model>(net, Prediction::Epsilon);
+    shape = {n, 1, 28, 28};
+  } else {
+    MLP net(MLPOptions(2)
+                .hidden(128)
+                .embedding(TimeEmbeddingKind::Sinusoidal)
+                .time_scale(1000)
+                .num_classes(classes));
+    net->to(device);
+    net->eval();
+    model = std::make_shared<Model>(net, Prediction::Epsilon);
+  }
+  auto labels = torch::arange(n, torch::dtype(torch::kLong).device(device))
+                    .remainder(classes);
+  auto sampled = std::make_shared<Model>(
+      (guided ? classifier_free_guidance(
+                    *model, GuidanceOptions(2.0).null_class(classes))
+              : *model)
+          .with_condition(labels));
+  auto opts = samplers::SampleOptions().sampler("dpmpp_2m").steps(steps);
+  opts.common().device(device);
+  Workload w;
+  w.default_iters = images ? 3 : 20;
+  w.sync = [device] { sync_device(device); };
+  w.steps_per_call = steps;
+  w.step = [sampled, process, opts, shape] {
+    samplers::sample(*sampled, *process, shape, opts);
+  };
+  return w;
+}
+
 }  // namespace
 
 std::vector<std::string> workload_names() {
@@ -504,6 +553,14 @@ Workload make_workload(const std::string& name, torch::Device device) {
     return mnist_forward(device);
   if (name == "gemm_peak")
     return gemm_peak(device);
+  for (const char* kind : {"mlp", "mnist"}) {
+    if (name == std::string("guided_") + kind) {
+      return guidance_run(device, kind, true);
+    }
+    if (name == std::string("conditional_") + kind) {
+      return guidance_run(device, kind, false);
+    }
+  }
   if (name.rfind("mnist_run_", 0) == 0) {
     return mnist_run(device, name.substr(10));
   }
@@ -525,7 +582,8 @@ Workload make_workload(const std::string& name, torch::Device device) {
       name,
       "' (swiss_train[_flat|_naive], swiss_sample[_naive|_graph], "
       "mnist_train[_naive], mnist_sample[_graph], mnist_forward, gemm_peak, "
-      "sample_<sampler>_<gmm|mlp>, mnist_run_<sampler>)");
+      "sample_<sampler>_<gmm|mlp>, mnist_run_<sampler>, "
+      "<guided|conditional>_<mlp|mnist>)");
 }
 
 }  // namespace sbgm::bench

@@ -343,4 +343,34 @@ Model GaussianMixture::model(
       prediction);
 }
 
+Model GaussianMixture::conditional_model(
+    std::shared_ptr<const NoiseProcess> process, Prediction prediction) const {
+  const int64_t k_count = num_components();
+  // The mixture, and each component as a mixture of one.
+  std::vector<Model> parts;
+  for (int64_t k = 0; k < k_count; ++k) {
+    parts.push_back(GaussianMixture(
+                        torch::ones({1}, torch::kDouble),
+                        means_.slice(0, k, k + 1),
+                        stds_.slice(0, k, k + 1))
+                        .model(process, prediction));
+  }
+  parts.push_back(model(std::move(process), prediction));
+  return Model::conditional(
+      [parts, k_count](
+          const torch::Tensor& x,
+          const torch::Tensor& t,
+          const torch::Tensor& cond) {
+        const auto labels = detail::class_labels(
+            cond, x, k_count, 0, "GaussianMixture conditional model");
+        auto out = parts.back()(x, t);
+        for (int64_t k = 0; k < k_count; ++k) {
+          auto pick = detail::batch_view(labels == k, x);
+          out = torch::where(pick, parts[k](x, t), out);
+        }
+        return out;
+      },
+      prediction);
+}
+
 }  // namespace sbgm

@@ -134,4 +134,53 @@ void check_step_range(const torch::Tensor& t, int64_t T, const char* where) {
   }
 }
 
+torch::Tensor class_labels(
+    const torch::Tensor& cond,
+    const torch::Tensor& x,
+    int64_t num_classes,
+    double drop,
+    const char* where) {
+  const int64_t n = x.size(0);
+  if (!cond.defined()) {
+    return torch::full(
+        {n}, num_classes, torch::dtype(torch::kLong).device(x.device()));
+  }
+  TORCH_CHECK(
+      !cond.is_floating_point() && !cond.is_complex() &&
+          cond.scalar_type() != torch::kBool,
+      where,
+      ": a class embedding takes integer class indices, got a condition of "
+      "dtype ",
+      cond.scalar_type());
+  TORCH_CHECK(
+      cond.dim() == 1 && cond.size(0) == n,
+      where,
+      ": class labels must have shape [",
+      n,
+      "] (one per sample), got ",
+      shape_str(cond));
+  check_same_device(cond, "the class labels", x, "x", where);
+  double lo = 0, hi = 0;
+  if (host_minmax(cond, &lo, &hi)) {
+    TORCH_CHECK(
+        lo >= 0 && hi <= static_cast<double>(num_classes),
+        where,
+        ": class labels must lie in [0, ",
+        num_classes,
+        "] (",
+        num_classes,
+        ": no class), got values in [",
+        static_cast<int64_t>(lo),
+        ", ",
+        static_cast<int64_t>(hi),
+        "]");
+  }
+  auto labels = cond.to(torch::kLong);
+  if (drop > 0) {
+    auto dropped = torch::rand({n}, x.options().dtype(torch::kFloat)) < drop;
+    labels = labels.masked_fill(dropped, num_classes);
+  }
+  return labels;
+}
+
 }  // namespace sbgm::detail

@@ -51,6 +51,18 @@ bool host_minmax(const torch::Tensor& t, double* lo, double* hi);
 /// tensors only (on a device, the lookup itself asserts).
 void check_step_range(const torch::Tensor& t, int64_t T, const char* where);
 
+/// The class labels a conditional net embeds: `cond` as int64 [N] (N =
+/// x.size(0)) checked to lie in [0, num_classes] (num_classes is the null
+/// class), all null when `cond` is undefined, and a `drop` share of them
+/// (drawn from the default generator) replaced by the null class. Clear
+/// errors for float conditions, wrong shapes and labels out of range.
+torch::Tensor class_labels(
+    const torch::Tensor& cond,
+    const torch::Tensor& x,
+    int64_t num_classes,
+    double drop,
+    const char* where);
+
 // x86-64 with GCC: build a CPU kernel for AVX-512, AVX2 and baseline SSE and
 // pick one at load time (ifunc), without requiring -march for the library.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \

@@ -52,9 +52,75 @@ Model::Model(ModelFn fn, Prediction prediction, int64_t discrete_steps)
       discrete_steps);
 }
 
+Model::Model(Fns fns, Prediction prediction, int64_t discrete_steps)
+    : fn_(std::move(fns.first)),
+      cond_fn_(std::move(fns.second)),
+      prediction_(prediction),
+      discrete_steps_(discrete_steps) {
+  TORCH_CHECK(
+      static_cast<bool>(fn_) || static_cast<bool>(cond_fn_),
+      "Model: the callable is empty");
+  TORCH_CHECK(
+      discrete_steps >= 0,
+      "Model: discrete_steps must be >= 0, got ",
+      discrete_steps);
+}
+
+Model Model::conditional(
+    CondModelFn fn, Prediction prediction, int64_t discrete_steps) {
+  return Model(Fns(ModelFn(), std::move(fn)), prediction, discrete_steps);
+}
+
+Model Model::with_condition(torch::Tensor cond) const {
+  TORCH_CHECK(
+      is_conditional(),
+      "Model::with_condition: this ",
+      to_string(prediction_),
+      " model takes no condition (make it with Model::conditional or from a "
+      "network built with num_classes)");
+  TORCH_CHECK(
+      !cond.defined() || cond.dim() >= 1,
+      "Model::with_condition: the condition needs one row per sample, got a "
+      "0-dim tensor");
+  Model m = *this;
+  m.condition_ = std::move(cond);
+  return m;
+}
+
 torch::Tensor Model::operator()(
     const torch::Tensor& x, const torch::Tensor& t) const {
-  auto out = fn_(x, t);
+  if (cond_fn_) {
+    return (*this)(x, t, condition_);
+  }
+  return checked(fn_(x, t), x);
+}
+
+torch::Tensor Model::operator()(
+    const torch::Tensor& x,
+    const torch::Tensor& t,
+    const torch::Tensor& cond) const {
+  TORCH_CHECK(
+      cond_fn_,
+      "Model: a condition was given to an unconditional ",
+      to_string(prediction_),
+      " model");
+  if (cond.defined()) {
+    TORCH_CHECK(
+        cond.dim() >= 1 && x.dim() >= 1 && cond.size(0) == x.size(0),
+        "Model: the condition has shape ",
+        detail::shape_str(cond),
+        " for a batch of shape ",
+        detail::shape_str(x),
+        "; it needs one row per sample (",
+        x.dim() >= 1 ? x.size(0) : 0,
+        ")");
+    detail::check_same_device(cond, "the condition", x, "x", "Model");
+  }
+  return checked(cond_fn_(x, t, cond), x);
+}
+
+torch::Tensor Model::checked(
+    const torch::Tensor& out, const torch::Tensor& x) const {
   TORCH_CHECK(out.defined(), "Model: the model returned an undefined tensor");
   TORCH_CHECK(
       out.sizes() == x.sizes(),

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "sbgm/data/toy2d.h"
+#include "sbgm/random.h"
 #include "support.h"
 
 using namespace sbgm::data;
@@ -201,3 +202,37 @@ TEST(Toy2dTest, SamplerFreshAndFixed) {
 }
 
 }  // namespace
+
+TEST(Toy2dLabeled, PartsAreClassesOfTheSamePoints) {
+  using sbgm::data::Toy2d;
+  const int64_t n = 4001;
+  for (auto kind : {Toy2d::Moons, Toy2d::Circles, Toy2d::EightGaussians}) {
+    auto lab = sbgm::data::make_toy2d_labeled(kind, n, sbgm::make_generator(3));
+    EXPECT_TRUE(torch::equal(
+        lab.points, sbgm::data::make_toy2d(kind, n, sbgm::make_generator(3))));
+    ASSERT_EQ(lab.labels.sizes(), torch::IntArrayRef({n}));
+    EXPECT_EQ(lab.labels.scalar_type(), torch::kLong);
+    const int64_t k = sbgm::data::toy2d_num_classes(kind);
+    EXPECT_EQ(lab.labels.min().item<int64_t>(), 0);
+    EXPECT_EQ(lab.labels.max().item<int64_t>(), k - 1);
+    auto p = lab.points.to(torch::kDouble);
+    auto is = [&](int64_t c) { return lab.labels == c; };
+    if (kind == Toy2d::Moons) {  // upper half: y = sin s >= 0, up to noise
+      EXPECT_EQ(is(0).sum().item<int64_t>(), n / 2);
+      EXPECT_GT(p.index({is(0), 1}).mean().item<double>(), 0.5);
+      EXPECT_LT(p.index({is(1), 1}).mean().item<double>(), 0.0);
+    } else if (kind == Toy2d::Circles) {  // outer radius 1, inner 0.5
+      auto r = p.norm(2, 1);
+      EXPECT_NEAR(r.index({is(0)}).mean().item<double>(), 1.0, 0.01);
+      EXPECT_NEAR(r.index({is(1)}).mean().item<double>(), 0.5, 0.01);
+    } else {  // each point near its mode 2 (cos, sin)(2 pi k / 8)
+      auto a = lab.labels.to(torch::kDouble) * (2 * M_PI / 8);
+      auto mode = 2 * torch::stack({a.cos(), a.sin()}, 1);
+      EXPECT_LT((p - mode).norm(2, 1).max().item<double>(), 0.6);
+    }
+  }
+  EXPECT_EQ(sbgm::data::toy2d_num_classes(Toy2d::SwissRoll), 0);
+  EXPECT_THROW_MSG(
+      sbgm::data::make_toy2d_labeled(Toy2d::SwissRoll, 10),
+      "the swiss roll has no classes");
+}

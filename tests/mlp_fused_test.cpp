@@ -127,10 +127,13 @@ TEST_F(FusedMLPStepTest, TrainsLikeAutogradWithFlatAdam) {
 TEST_F(FusedMLPStepTest, RejectsWhatItCannotDerive) {
   MLP sin_net(MLPOptions(2).embedding(sbgm::TimeEmbeddingKind::Sinusoidal));
   EXPECT_THROW_MSG(
-      FusedMLPStep{sin_net}, "needs an MLP with a Learned embedding");
+      FusedMLPStep{sin_net},
+      "needs an unconditional MLP with a Learned embedding");
   MLP silu_net(
       MLPOptions(2).num_timesteps(4).activation(sbgm::Activation::SiLU));
   EXPECT_THROW_MSG(FusedMLPStep{silu_net}, "activation silu");
+  MLP cond_net(MLPOptions(2).num_timesteps(4).num_classes(3));
+  EXPECT_THROW_MSG(FusedMLPStep{cond_net}, "num_classes 3");
 
   MLP net(MLPOptions(2).num_timesteps(4));
   FusedMLPStep step(net);

@@ -2,6 +2,7 @@
 
 #include <ATen/Context.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -448,6 +449,32 @@ void write_json(const std::string& path, const nlohmann::json& j) {
   if (!out) {
     throw std::runtime_error("cannot write " + path);
   }
+}
+
+nlohmann::json label_accuracy(
+    const torch::Tensor& predicted,
+    const torch::Tensor& requested,
+    int64_t classes) {
+  const auto want = requested.cpu();
+  const auto hit = (predicted.cpu() == want).to(torch::kDouble);
+  std::vector<double> per;
+  for (int64_t k = 0; k < classes; ++k) {
+    per.push_back(hit.index({want == k}).mean().item<double>());
+  }
+  return {
+      {"overall", hit.mean().item<double>()},
+      {"weakest", *std::min_element(per.begin(), per.end())},
+      {"per_class", per}};
+}
+
+nlohmann::json image_stats(const torch::Tensor& images) {
+  const auto x = images.to(torch::kCPU, torch::kDouble);
+  return {
+      {"sample_mean", x.mean().item<double>()},
+      {"sample_std", x.std().item<double>()},
+      {"ink_fraction", (x > 0.5).to(torch::kDouble).mean().item<double>()},
+      {"grey_fraction",
+       ((x > 0.1) & (x < 0.9)).to(torch::kDouble).mean().item<double>()}};
 }
 
 }  // namespace sbgm::examples

@@ -151,6 +151,12 @@ nlohmann::json mnist_bits_per_dim(
     double tol,
     torch::Device device);
 
+/// Statistics of images in [0, 1] for metrics.json: sample_mean, sample_std,
+/// ink_fraction (the share of pixels above 0.5; MNIST's is about 0.13) and
+/// grey_fraction (the share in (0.1, 0.9): clean strokes have few, leftover
+/// noise many).
+nlohmann::json image_stats(const torch::Tensor& images);
+
 /// Writes samples.npy, samples.png (a grid) and denoise.png (the first six
 /// samples along the trajectory) for images in [0, 1].
 void save_image_samples(
@@ -182,6 +188,13 @@ torch::Tensor scatter(
     const std::string& title,
     double range,
     const torch::Tensor& reference = {});
+
+/// The share of `predicted` labels equal to `requested` ([N] int64 each):
+/// {"overall", "weakest" (the lowest class), "per_class": [...]}.
+nlohmann::json label_accuracy(
+    const torch::Tensor& predicted,
+    const torch::Tensor& requested,
+    int64_t classes);
 
 /// Writes `j` to `path` (2-space indent), throwing when it cannot.
 void write_json(const std::string& path, const nlohmann::json& j);

@@ -115,6 +115,15 @@ class GaussianMixture {
       std::shared_ptr<const NoiseProcess> process,
       Prediction prediction = Prediction::Score) const;
 
+  /// The class-conditional model whose classes are the components: the
+  /// condition k in [0, K) gives component k alone (a Gaussian, so its exact
+  /// model), K or no condition the whole mixture. Classifier-free guidance
+  /// (null_class K) of it at w = 1 samples component k and at w = 0 the
+  /// mixture, exactly.
+  Model conditional_model(
+      std::shared_ptr<const NoiseProcess> process,
+      Prediction prediction = Prediction::Score) const;
+
  private:
   /// log w_k + log N(x; m mu_k, v_k) for every sample and component, [N, K],
   /// in float64; m and s are float64 tensors of shape [N, 1, 1] or [].

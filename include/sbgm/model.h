@@ -109,14 +109,28 @@ PredictionMap<T> prediction_coeffs(
 
 using ModelFn = std::function<torch::Tensor(
     const torch::Tensor& x, const torch::Tensor& t)>;
+/// A conditional model's callable: `cond` has one row per sample (int64
+/// class indices [N], or a float tensor [N, ...]) or is undefined, which
+/// means "no condition" (the network's null class).
+using CondModelFn = std::function<torch::Tensor(
+    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond)>;
 
 /// A callable plus what it predicts, and (for networks that embed a fixed
 /// set of steps) how many integer steps it takes.
+///
+/// A conditional model (Model::conditional, or a module whose forward takes
+/// (x, t, cond)) carries an optional condition: `with_condition(c)` returns
+/// a copy that passes c to every call, so losses and every sampler take it
+/// through unchanged. c must have one row per sample of each call.
 ///
 /// Example:
 /// ```
 /// sbgm::MLP net(sbgm::MLPOptions(2));
 /// sbgm::Model model(net, sbgm::Prediction::Epsilon);
+/// // Class-conditional: labels [N] in [0, 10); 10 is the null class.
+/// sbgm::UNet unet(sbgm::UNetOptions(1).num_classes(10));
+/// auto sevens = sbgm::Model(unet, sbgm::Prediction::Epsilon)
+///                   .with_condition(torch::full({64}, 7, torch::kLong));
 /// ```
 class Model {
  public:
@@ -127,22 +141,42 @@ class Model {
   /// Wraps a torch::nn module holder (anything with `forward(x, t)`),
   /// keeping a copy of the holder (which shares the module). A module with
   /// a `discrete_steps()` member (sbgm::MLP, sbgm::UNet) declares its steps.
+  /// A module whose forward also takes a condition (sbgm::MLP, sbgm::UNet)
+  /// makes a conditional model.
   template <
       class Module,
       class = decltype(std::declval<Module&>()->forward(
           std::declval<torch::Tensor>(), std::declval<torch::Tensor>()))>
   Model(Module module, Prediction prediction)
-      : Model(
-            [module](const torch::Tensor& x, const torch::Tensor& t) mutable {
-              return module->forward(x, t);
-            },
-            prediction,
-            steps_of(module, 0)) {}
+      : Model(fns_of(module, 0), prediction, steps_of(module, 0)) {}
 
-  /// Calls the model and checks that its output is defined, has x's shape,
-  /// dtype and device. (No value check: that would need a device sync.)
+  /// A conditional model: `fn(x, t, cond)`.
+  static Model conditional(
+      CondModelFn fn, Prediction prediction, int64_t discrete_steps = 0);
+
+  /// Calls the model (with its condition, if it carries one) and checks
+  /// that its output is defined, has x's shape, dtype and device. (No value
+  /// check: that would need a device sync.)
   torch::Tensor operator()(
       const torch::Tensor& x, const torch::Tensor& t) const;
+  /// Calls a conditional model with `cond` in place of its own condition
+  /// (undefined: none). Throws for an unconditional model.
+  torch::Tensor operator()(
+      const torch::Tensor& x,
+      const torch::Tensor& t,
+      const torch::Tensor& cond) const;
+
+  /// Whether the callable takes a condition.
+  bool is_conditional() const {
+    return static_cast<bool>(cond_fn_);
+  }
+  /// A copy that passes `cond` (one row per sample; undefined: none) to
+  /// every call. Throws for an unconditional model.
+  Model with_condition(torch::Tensor cond) const;
+  /// The condition this model passes (undefined when none).
+  const torch::Tensor& condition() const {
+    return condition_;
+  }
 
   Prediction prediction() const {
     return prediction_;
@@ -151,8 +185,13 @@ class Model {
   int64_t discrete_steps() const {
     return discrete_steps_;
   }
+  /// The unconditional callable (empty for a conditional model).
   const ModelFn& fn() const {
     return fn_;
+  }
+  /// The conditional callable (empty for an unconditional model).
+  const CondModelFn& cond_fn() const {
+    return cond_fn_;
   }
 
   /// Throws unless `process` can feed this model: a model of discrete steps
@@ -169,8 +208,46 @@ class Model {
   static int64_t steps_of(const M&, long) {
     return 0;
   }
+  using Fns = std::pair<ModelFn, CondModelFn>;  // one of them is set
+  // A module with forward(x, t, cond) and conditional() (sbgm's nets) is
+  // conditional when conditional() says so; one without conditional() is
+  // conditional whenever its forward takes a condition.
+  template <class M>
+  static auto fns_of(M m, int)
+      -> decltype(m->forward(std::declval<torch::Tensor>(), std::declval<torch::Tensor>(), std::declval<torch::Tensor>()), m->conditional(), Fns()) {
+    return m->conditional() ? cond_fns(m) : plain_fns(m);
+  }
+  template <class M>
+  static auto fns_of(M m, long)
+      -> decltype(m->forward(std::declval<torch::Tensor>(), std::declval<torch::Tensor>(), std::declval<torch::Tensor>()), Fns()) {
+    return cond_fns(m);
+  }
+  template <class M>
+  static Fns fns_of(M m, ...) {
+    return plain_fns(m);
+  }
+  template <class M>
+  static Fns cond_fns(M m) {
+    return {
+        ModelFn(),
+        [m](const torch::Tensor& x,
+            const torch::Tensor& t,
+            const torch::Tensor& c) mutable { return m->forward(x, t, c); }};
+  }
+  template <class M>
+  static Fns plain_fns(M m) {
+    return {
+        [m](const torch::Tensor& x, const torch::Tensor& t) mutable {
+          return m->forward(x, t);
+        },
+        CondModelFn()};
+  }
+  Model(Fns fns, Prediction prediction, int64_t discrete_steps);
+  torch::Tensor checked(const torch::Tensor& out, const torch::Tensor& x) const;
 
   ModelFn fn_;
+  CondModelFn cond_fn_;
+  torch::Tensor condition_;
   Prediction prediction_;
   int64_t discrete_steps_;
 };

@@ -8,6 +8,7 @@
 #include "sbgm/data/toy2d.h"
 #include "sbgm/gmm.h"
 #include "sbgm/grid.h"
+#include "sbgm/guidance.h"
 #include "sbgm/io/gif.h"
 #include "sbgm/io/image.h"
 #include "sbgm/io/npy.h"

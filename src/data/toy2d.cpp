@@ -32,13 +32,25 @@ void check_args(int64_t n, double noise, const char* where) {
       noise);
 }
 
-torch::Tensor add_noise_and_shuffle(
-    torch::Tensor x, const c10::optional<at::Generator>& g, double noise) {
+// Two parts of n / 2 and n - n / 2 points: labels 0 and 1.
+torch::Tensor two_part_labels(int64_t n) {
+  return torch::cat(
+      {torch::zeros({n / 2}, torch::kLong),
+       torch::ones({n - n / 2}, torch::kLong)});
+}
+
+Labeled2d add_noise_and_shuffle(
+    torch::Tensor x,
+    const torch::Tensor& labels,
+    const c10::optional<at::Generator>& g,
+    double noise) {
   if (noise > 0) {
     x = x + noise * torch::randn(x.sizes(), g, torch::dtype(torch::kDouble));
   }
   auto perm = torch::randperm(x.size(0), g, torch::dtype(torch::kLong));
-  return x.index_select(0, perm).to(torch::kFloat).contiguous();
+  return {
+      x.index_select(0, perm).to(torch::kFloat).contiguous(),
+      labels.index_select(0, perm)};
 }
 
 }  // namespace
@@ -106,7 +118,9 @@ torch::Tensor make_swiss_roll(int64_t n, at::Generator gen, double noise) {
   return (x / 10).to(torch::kFloat).contiguous();
 }
 
-torch::Tensor make_moons(int64_t n, at::Generator gen, double noise) {
+namespace {
+
+Labeled2d moons(int64_t n, at::Generator gen, double noise) {
   check_args(n, noise, "make_moons");
   auto g = opt(gen, "make_moons");
   auto dbl = torch::dtype(torch::kDouble);
@@ -116,11 +130,11 @@ torch::Tensor make_moons(int64_t n, at::Generator gen, double noise) {
   auto si = torch::rand({n_in}, g, dbl) * kPi;
   auto outer = torch::stack({torch::cos(so), torch::sin(so)}, 1);
   auto inner = torch::stack({1 - torch::cos(si), 0.5 - torch::sin(si)}, 1);
-  return add_noise_and_shuffle(torch::cat({outer, inner}, 0), g, noise);
+  return add_noise_and_shuffle(
+      torch::cat({outer, inner}, 0), two_part_labels(n), g, noise);
 }
 
-torch::Tensor make_circles(
-    int64_t n, at::Generator gen, double noise, double factor) {
+Labeled2d circles(int64_t n, at::Generator gen, double noise, double factor) {
   check_args(n, noise, "make_circles");
   TORCH_CHECK(
       factor > 0 && factor < 1,
@@ -134,10 +148,11 @@ torch::Tensor make_circles(
   auto ai = torch::rand({n_in}, g, dbl) * (2 * kPi);
   auto outer = torch::stack({torch::cos(ao), torch::sin(ao)}, 1);
   auto inner = factor * torch::stack({torch::cos(ai), torch::sin(ai)}, 1);
-  return add_noise_and_shuffle(torch::cat({outer, inner}, 0), g, noise);
+  return add_noise_and_shuffle(
+      torch::cat({outer, inner}, 0), two_part_labels(n), g, noise);
 }
 
-torch::Tensor make_eight_gaussians(int64_t n, at::Generator gen, double noise) {
+Labeled2d eight_gaussians(int64_t n, at::Generator gen, double noise) {
   check_args(n, noise, "make_eight_gaussians");
   auto g = opt(gen, "make_eight_gaussians");
   auto dbl = torch::dtype(torch::kDouble);
@@ -147,7 +162,54 @@ torch::Tensor make_eight_gaussians(int64_t n, at::Generator gen, double noise) {
   if (noise > 0) {
     x = x + noise * torch::randn({n, 2}, g, dbl);
   }
-  return x.to(torch::kFloat).contiguous();
+  return {x.to(torch::kFloat).contiguous(), k.to(torch::kLong)};
+}
+
+}  // namespace
+
+torch::Tensor make_moons(int64_t n, at::Generator gen, double noise) {
+  return moons(n, std::move(gen), noise).points;
+}
+
+torch::Tensor make_circles(
+    int64_t n, at::Generator gen, double noise, double factor) {
+  return circles(n, std::move(gen), noise, factor).points;
+}
+
+torch::Tensor make_eight_gaussians(int64_t n, at::Generator gen, double noise) {
+  return eight_gaussians(n, std::move(gen), noise).points;
+}
+
+int64_t toy2d_num_classes(Toy2d kind) {
+  switch (kind) {
+    case Toy2d::Moons:
+    case Toy2d::Circles:
+      return 2;
+    case Toy2d::EightGaussians:
+      return 8;
+    case Toy2d::SwissRoll:
+      return 0;
+  }
+  return 0;
+}
+
+Labeled2d make_toy2d_labeled(
+    Toy2d kind, int64_t n, at::Generator gen, std::optional<double> noise) {
+  double s = noise.has_value() ? *noise : default_noise(kind);
+  switch (kind) {
+    case Toy2d::Moons:
+      return moons(n, std::move(gen), s);
+    case Toy2d::Circles:
+      return circles(n, std::move(gen), s, 0.5);
+    case Toy2d::EightGaussians:
+      return eight_gaussians(n, std::move(gen), s);
+    case Toy2d::SwissRoll:
+      break;
+  }
+  TORCH_CHECK(
+      false,
+      "make_toy2d_labeled: the swiss roll has no classes (moons, circles and "
+      "8gaussians have)");
 }
 
 torch::Tensor make_toy2d(

@@ -115,6 +115,26 @@ void MLPImpl::reset() {
     register_module("time_embedding", time_embedding);
   }
   register_module("out", out);
+  TORCH_CHECK(
+      o.num_classes() >= 0,
+      "MLP: num_classes must be >= 0, got ",
+      o.num_classes());
+  TORCH_CHECK(
+      o.class_dropout() >= 0 && o.class_dropout() <= 1,
+      "MLP: class_dropout must lie in [0, 1], got ",
+      o.class_dropout());
+  class_embeddings = nullptr;
+  if (o.num_classes() > 0) {
+    class_embeddings = torch::nn::ModuleList();
+    torch::NoGradGuard no_grad;
+    for (int64_t l = 0; l < o.depth(); ++l) {
+      // Zero rows, as for the learned steps: the net starts unconditional.
+      torch::nn::Embedding e(o.num_classes() + 1, o.hidden());
+      e->weight.zero_();
+      class_embeddings->push_back(e);
+    }
+    register_module("class_embeddings", class_embeddings);
+  }
 }
 
 int64_t MLPImpl::discrete_steps() const {
@@ -123,7 +143,8 @@ int64_t MLPImpl::discrete_steps() const {
              : 0;
 }
 
-torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+torch::Tensor MLPImpl::forward(
+    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) {
   const auto& o = options;
   detail::check_floating(x, "x", "MLP");
   TORCH_CHECK(
@@ -149,6 +170,17 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
   if (!learned) {
     shared = time_embedding->forward(tt).to(x.scalar_type());
   }
+  // Class labels, with the null class for a missing condition and, in
+  // training, for a class_dropout share of them.
+  torch::Tensor labels;
+  if (o.num_classes() > 0) {
+    labels = detail::class_labels(
+        cond, x, o.num_classes(), is_training() ? o.class_dropout() : 0, "MLP");
+  } else {
+    TORCH_CHECK(
+        !cond.defined(),
+        "MLP: a condition was given to a net built with num_classes = 0");
+  }
   auto h = x;
   for (size_t l = 0; l < layers->size(); ++l) {
     auto lin = layers[l]->as<torch::nn::Linear>();
@@ -162,6 +194,9 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
       h = torch::addmm(lin->bias + e.squeeze(0), h, lin->weight.t());
     } else {
       h = lin->forward(h) + e;
+    }
+    if (labels.defined()) {
+      h = h + class_embeddings[l]->as<torch::nn::Embedding>()->forward(labels);
     }
     if (o.activation() == Activation::ReLU && !h.requires_grad()) {
       h.relu_();

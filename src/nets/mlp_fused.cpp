@@ -213,17 +213,20 @@ torch::Tensor& grad_of(torch::Tensor& p) {
 
 bool FusedMLPStep::supports(const MLP& net) {
   return net->options.embedding() == TimeEmbeddingKind::Learned &&
-         net->options.activation() == Activation::ReLU;
+         net->options.activation() == Activation::ReLU &&
+         net->options.num_classes() == 0;
 }
 
 FusedMLPStep::FusedMLPStep(MLP net) : net_(std::move(net)) {
   TORCH_CHECK(
       supports(net_),
-      "FusedMLPStep: needs an MLP with a Learned embedding and ReLU, got "
-      "embedding ",
+      "FusedMLPStep: needs an unconditional MLP with a Learned embedding "
+      "and ReLU, got embedding ",
       to_string(net_->options.embedding()),
-      " and activation ",
-      to_string(net_->options.activation()));
+      ", activation ",
+      to_string(net_->options.activation()),
+      " and num_classes ",
+      net_->options.num_classes());
 }
 
 torch::Tensor FusedMLPStep::operator()(

@@ -153,6 +153,20 @@ void UNetImpl::reset() {
                         .time_scale(o.time_scale())));
   time_fc1_ = register_module("time_fc1", torch::nn::Linear(td, td));
   time_fc2_ = register_module("time_fc2", torch::nn::Linear(td, td));
+  TORCH_CHECK(
+      o.num_classes() >= 0,
+      "UNet: num_classes must be >= 0, got ",
+      o.num_classes());
+  TORCH_CHECK(
+      o.class_dropout() >= 0 && o.class_dropout() <= 1,
+      "UNet: class_dropout must lie in [0, 1], got ",
+      o.class_dropout());
+  if (o.num_classes() > 0) {
+    class_embed_ = register_module(
+        "class_embed", torch::nn::Embedding(o.num_classes() + 1, td));
+    torch::NoGradGuard no_grad;
+    class_embed_->weight.zero_();  // the net starts unconditional
+  }
   conv_in_ = register_module("conv_in", conv3x3(o.in_channels(), ch[0]));
 
   auto has_attn = [&](int64_t level) {
@@ -235,7 +249,7 @@ int64_t UNetImpl::discrete_steps() const {
 }
 
 torch::Tensor UNetImpl::forward(
-    const torch::Tensor& x, const torch::Tensor& t) {
+    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) {
   const char* where = "UNet";
   detail::check_floating(x, "x", where);
   TORCH_CHECK(
@@ -273,6 +287,18 @@ torch::Tensor UNetImpl::forward(
     tt = tt.to(x.scalar_type());
   }
   auto emb = time_fc2_(F::silu(time_fc1_(embed_(tt))));
+  if (options.num_classes() > 0) {
+    emb = emb + class_embed_(detail::class_labels(
+                    cond,
+                    x,
+                    options.num_classes(),
+                    is_training() ? options.class_dropout() : 0,
+                    where));
+  } else {
+    TORCH_CHECK(
+        !cond.defined(),
+        "UNet: a condition was given to a net built with num_classes = 0");
+  }
 
   auto h = conv_in_(x);
   std::vector<torch::Tensor> skips;

@@ -77,6 +77,25 @@ torch::Tensor make_toy2d(
     at::Generator gen = {},
     std::optional<double> noise = std::nullopt);
 
+/// Points of a set made of parts, with the part of each point as its class.
+struct Labeled2d {
+  torch::Tensor points;  // [n, 2] float32
+  torch::Tensor labels;  // [n] int64
+};
+
+/// The number of classes of make_toy2d_labeled: 2 for moons (0: the upper
+/// half, 1: the lower) and circles (0: outer, 1: inner), 8 for 8gaussians
+/// (k: the mode at angle 2 pi k / 8), 0 for the swiss roll (none).
+int64_t toy2d_num_classes(Toy2d kind);
+
+/// The points of make_toy2d (the same ones for the same generator) with
+/// their classes; throws for the swiss roll, which has none.
+Labeled2d make_toy2d_labeled(
+    Toy2d kind,
+    int64_t n,
+    at::Generator gen = {},
+    std::optional<double> noise = std::nullopt);
+
 /// An affine map to zero mean and unit variance with one scale for all
 /// coordinates (so shapes keep their aspect): x' = (x - mean) / scale with
 /// scale^2 the mean over coordinates of the variance. Diffusion processes

@@ -6,6 +6,7 @@
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
@@ -66,6 +67,13 @@ struct MLPOptions {
   TORCH_ARG(double, time_scale) = 1.0;
   /// Nonlinearity after each hidden layer. Default: ReLU.
   TORCH_ARG(Activation, activation) = Activation::ReLU;
+  /// Classes of a class-conditional net (0: unconditional). Each layer adds
+  /// a learned row per class, and one for the null class `num_classes`
+  /// (no condition), to its time embedding. Default: 0.
+  TORCH_ARG(int64_t, num_classes) = 0;
+  /// In training mode, the share of labels replaced by the null class (the
+  /// condition dropout of classifier-free guidance). Default: 0.1.
+  TORCH_ARG(double, class_dropout) = 0.1;
 };
 
 /// Time-conditioned MLP: forward(x [N, input_dim], t [N] or 0-dim) ->
@@ -76,11 +84,20 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   explicit MLPImpl(const MLPOptions& options);
 
   void reset() override;
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  /// `cond`: int64 class indices [N] in [0, num_classes] (num_classes: the
+  /// null class), or undefined (all null); only for num_classes > 0.
+  torch::Tensor forward(
+      const torch::Tensor& x,
+      const torch::Tensor& t,
+      const torch::Tensor& cond = {});
   /// The number of integer steps t must index (num_timesteps for a
   /// Learned embedding), 0 for the fixed embeddings, which take any t.
   /// sbgm::Model reads it, so samplers refuse continuous processes.
   int64_t discrete_steps() const;
+  /// Whether forward embeds a class (num_classes > 0); sbgm::Model reads it.
+  bool conditional() const {
+    return options.num_classes() > 0;
+  }
 
   MLPOptions options;
   /// Hidden layers W_l, b_l.
@@ -91,6 +108,9 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   TimeEmbedding time_embedding{nullptr};
   /// Read-out layer.
   torch::nn::Linear out{nullptr};
+  /// Per-layer class embeddings [num_classes + 1, hidden] (conditional
+  /// nets only; the last row is the null class).
+  torch::nn::ModuleList class_embeddings{nullptr};
 };
 TORCH_MODULE(MLP);
 

@@ -25,6 +25,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
@@ -94,6 +95,13 @@ struct UNetOptions {
   /// outputs (an estimate of) -eps / s(t), the score, as in Song et al.'s
   /// MNIST tutorial. Default: unset.
   TORCH_ARG(MarginalStdFn, marginal_std) = nullptr;
+  /// Classes of a class-conditional net (0: unconditional): a learned row
+  /// per class, and one for the null class `num_classes` (no condition), is
+  /// added to the time embedding. Default: 0.
+  TORCH_ARG(int64_t, num_classes) = 0;
+  /// In training mode, the share of labels replaced by the null class (the
+  /// condition dropout of classifier-free guidance). Default: 0.1.
+  TORCH_ARG(double, class_dropout) = 0.1;
 };
 
 /// Residual block: GN-SiLU-conv, + Linear(time embedding), GN-SiLU-dropout-
@@ -145,10 +153,19 @@ class UNetImpl : public torch::nn::Module {
   /// for a learned embedding, floating otherwise (integer t is accepted by
   /// the other kinds too and converted to x's dtype). Returns [N,
   /// in_channels, H, W], divided by marginal_std(t) when that is set.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+  /// cond (num_classes > 0 only): int64 class indices [N] in [0,
+  /// num_classes] (num_classes: the null class), or undefined (all null).
+  torch::Tensor forward(
+      const torch::Tensor& x,
+      const torch::Tensor& t,
+      const torch::Tensor& cond = {});
   /// num_timesteps for a Learned time embedding, else 0 (see
   /// MLPImpl::discrete_steps).
   int64_t discrete_steps() const;
+  /// Whether forward embeds a class (num_classes > 0); sbgm::Model reads it.
+  bool conditional() const {
+    return options.num_classes() > 0;
+  }
 
   UNetOptions options;
 
@@ -159,6 +176,7 @@ class UNetImpl : public torch::nn::Module {
   };
   TimeEmbedding embed_{nullptr};
   torch::nn::Linear time_fc1_{nullptr}, time_fc2_{nullptr};
+  torch::nn::Embedding class_embed_{nullptr};
   torch::nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};
   torch::nn::GroupNorm norm_out_{nullptr};
   std::vector<Level> down_, up_;  // up_[i] is level i of the up path

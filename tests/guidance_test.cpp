@@ -1,0 +1,356 @@
+// Conditional models and classifier-free guidance: the model contract's
+// condition, class-conditional MLP and U-Net, the guidance algebra on exact
+// mixtures whose components are the classes, condition dropout, and errors.
+
+#include "sbgm/guidance.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mixture_check.h"
+#include "sbgm/gmm.h"
+#include "sbgm/losses.h"
+#include "sbgm/model.h"
+#include "sbgm/nets/mlp.h"
+#include "sbgm/nets/unet.h"
+#include "sbgm/random.h"
+#include "sbgm/samplers/samplers.h"
+#include "sbgm/sde.h"
+#include "support.h"
+
+namespace ss = sbgm::samplers;
+using sbgm::GaussianMixture;
+using sbgm::GuidanceOptions;
+using sbgm::Model;
+using sbgm::Prediction;
+
+namespace {
+
+GaussianMixture mixture() {
+  return GaussianMixture(
+      torch::tensor({0.2, 0.3, 0.5}, torch::kDouble),
+      torch::tensor({{-2.0, 0.0}, {2.0, 0.0}, {0.0, 2.5}}, torch::kDouble),
+      torch::tensor({0.3, 0.4, 0.35}, torch::kDouble));
+}
+
+GaussianMixture component(const GaussianMixture& g, int64_t k) {
+  return GaussianMixture(
+      torch::ones({1}, torch::kDouble),
+      g.means().slice(0, k, k + 1),
+      g.stds().slice(0, k, k + 1));
+}
+
+torch::Tensor labels(int64_t n, int64_t k) {
+  return torch::full({n}, k, torch::kLong);
+}
+
+}  // namespace
+
+TEST(ConditionalModel, PassesItsConditionToEveryCall) {
+  auto seen = std::make_shared<torch::Tensor>();
+  auto m = Model::conditional(
+      [seen](
+          const torch::Tensor& x,
+          const torch::Tensor&,
+          const torch::Tensor& c) {
+        *seen = c;
+        return c.defined() ? x + c.to(x.scalar_type()).view({-1, 1}) : x;
+      },
+      Prediction::Epsilon);
+  EXPECT_TRUE(m.is_conditional());
+  const auto x = torch::zeros({3, 2});
+  const auto t = torch::full({3}, 0.5);
+  EXPECT_FALSE(m(x, t).any().item<bool>());  // no condition
+  EXPECT_FALSE(seen->defined());
+  auto m7 = m.with_condition(torch::tensor({7, 8, 9}));
+  EXPECT_TRUE(
+      torch::equal(m7(x, t).select(1, 1), torch::tensor({7.f, 8.f, 9.f})));
+  EXPECT_TRUE(torch::equal(*seen, m7.condition()));
+  // The explicit form overrides the carried condition.
+  EXPECT_TRUE(torch::equal(
+      m7(x, t, torch::tensor({1, 1, 1})).select(1, 0), torch::ones({3})));
+  // Losses take it through: a conditional model trains like any other.
+  auto loss = sbgm::diffusion_loss(
+      m7, sbgm::VPSDE(), torch::zeros({3, 2}), sbgm::LossOptions());
+  EXPECT_TRUE(std::isfinite(loss.item<double>()));
+}
+
+TEST(ConditionalModel, Errors) {
+  auto cm = mixture().conditional_model(std::make_shared<sbgm::VPSDE>());
+  const auto x = torch::zeros({4, 2}, torch::kDouble);
+  const auto t = torch::full({4}, 0.5, torch::kDouble);
+  EXPECT_THROW_MSG(
+      cm.with_condition(labels(3, 0))(x, t),
+      "the condition has shape [3] for a batch of shape [4, 2]");
+  EXPECT_THROW_MSG(cm.with_condition(torch::tensor(1)), "got a 0-dim tensor");
+  EXPECT_THROW_MSG(
+      cm.with_condition(labels(4, 4))(x, t),
+      "class labels must lie in [0, 3] (3: no class), got values in [4, 4]");
+  EXPECT_THROW_MSG(
+      cm.with_condition(torch::full({4}, 1.0))(x, t),
+      "takes integer class indices, got a condition of dtype Float");
+  auto plain = mixture().model(std::make_shared<sbgm::VPSDE>());
+  EXPECT_FALSE(plain.is_conditional());
+  EXPECT_THROW_MSG(plain.with_condition(labels(4, 0)), "takes no condition");
+  EXPECT_THROW_MSG(plain(x, t, labels(4, 0)), "unconditional");
+  EXPECT_THROW_MSG(
+      sbgm::classifier_free_guidance(plain, 2.0),
+      "the model is not conditional");
+  EXPECT_THROW_MSG(
+      sbgm::classifier_free_guidance(cm, GuidanceOptions(2.0).rescale(1.5)),
+      "rescale must lie in [0, 1], got 1.5");
+  EXPECT_THROW_MSG(
+      sbgm::classifier_free_guidance(cm, std::nan("")), "must be finite");
+  // Integer labels cannot be batched without the null label.
+  EXPECT_THROW_MSG(
+      sbgm::classifier_free_guidance(cm, 2.0).with_condition(labels(4, 0))(
+          x, t),
+      "need GuidanceOptions::null_class");
+}
+
+// w = 0 is the unconditional model and w = 1 the conditional one, exactly;
+// other scales mix the halves of one batched call.
+TEST(Guidance, ScalesZeroAndOneAreExact) {
+  auto vp = std::make_shared<sbgm::VPSDE>();
+  const auto g = mixture();
+  for (auto pred : {Prediction::Epsilon, Prediction::X0, Prediction::V}) {
+    auto cm = g.conditional_model(vp, pred);
+    auto mix = g.model(vp, pred);
+    const auto x = torch::randn({6, 2}, torch::kDouble);
+    const auto t = torch::full({6}, 0.4, torch::kDouble);
+    const auto c = torch::tensor({0, 1, 2, 0, 1, 2});
+    auto guided = [&](double w) {
+      return sbgm::classifier_free_guidance(
+          cm, GuidanceOptions(w).null_class(3))(x, t, c);
+    };
+    EXPECT_TRUE(torch::equal(guided(0), mix(x, t)));
+    EXPECT_TRUE(torch::equal(guided(1), cm(x, t, c)));
+    // Component k's own exact model, per row.
+    for (int64_t k = 0; k < 3; ++k) {
+      auto rows = torch::tensor({k, k + 3});
+      EXPECT_TRUE(sbgm::test::all_close(
+          guided(1).index_select(0, rows),
+          component(g, k).model(vp, pred)(x, t).index_select(0, rows),
+          1e-12,
+          1e-12));
+    }
+    const auto u = mix(x, t), k = cm(x, t, c);
+    EXPECT_TRUE(
+        sbgm::test::all_close(guided(3), u + 3 * (k - u), 1e-12, 1e-12));
+    EXPECT_TRUE(
+        sbgm::test::all_close(guided(-0.5), u - 0.5 * (k - u), 1e-12, 1e-12));
+    // No condition: the unconditional model whatever the scale.
+    EXPECT_TRUE(torch::equal(
+        sbgm::classifier_free_guidance(cm, GuidanceOptions(3).null_class(3))(
+            x, t),
+        u));
+  }
+}
+
+TEST(Guidance, RescaleMatchesTheConditionalStd) {
+  auto vp = std::make_shared<sbgm::VPSDE>();
+  auto cm = mixture().conditional_model(vp, Prediction::Epsilon);
+  const auto x = torch::randn({5, 2}, torch::kDouble) * 2;
+  const auto t = torch::full({5}, 0.3, torch::kDouble);
+  const auto c = torch::tensor({0, 1, 2, 1, 0});
+  auto opts = GuidanceOptions(4).null_class(3);
+  auto plain = sbgm::classifier_free_guidance(cm, opts)(x, t, c);
+  auto full = sbgm::classifier_free_guidance(cm, opts.rescale(1))(x, t, c);
+  auto half = sbgm::classifier_free_guidance(cm, opts.rescale(0.5))(x, t, c);
+  auto cond = cm(x, t, c);
+  EXPECT_TRUE(sbgm::test::all_close(full.std(1), cond.std(1), 1e-12, 1e-12));
+  EXPECT_TRUE(sbgm::test::all_close(
+      full, plain * (cond.std(1) / plain.std(1)).view({-1, 1}), 1e-12, 1e-12));
+  EXPECT_TRUE(
+      sbgm::test::all_close(half, 0.5 * full + 0.5 * plain, 1e-12, 1e-12));
+}
+
+// Every sampler passes the condition through: guided at w = 1, class k
+// comes out as component k; without a condition, the mixture.
+TEST(Guidance, EverySamplerDrawsTheRequestedComponent) {
+  auto vp = std::make_shared<sbgm::VPSDE>();
+  const auto g = mixture();
+  auto guided = sbgm::classifier_free_guidance(
+      g.conditional_model(vp, Prediction::Epsilon),
+      GuidanceOptions(1).null_class(3));
+  const int64_t n = 2000;
+  struct Case {
+    std::string sampler;
+    int64_t steps;
+    double bias;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"ddpm", 500, 0.02},
+           {"ddim", 100, 0.02},
+           {"em", 500, 0.03},
+           {"pc", 250, 0.03},
+           {"euler_ancestral", 200, 0.03},
+           {"heun", 30, 0.02},
+           {"dpmpp_2m", 50, 0.02},
+           {"dpmpp_3m", 50, 0.02},
+           {"dpmpp_2m_sde", 200, 0.03}}) {
+    SCOPED_TRACE(c.sampler);
+    const int64_t k = c.sampler.size() % 3;  // a mix of components
+    auto opts = ss::SampleOptions().sampler(c.sampler).steps(c.steps);
+    opts.common().generator(sbgm::make_generator(5)).dtype(torch::kDouble);
+    auto res =
+        ss::sample(guided.with_condition(labels(n, k)), *vp, {n, 2}, opts);
+    sbgm::test::check_samples(res.samples, component(g, k), c.bias);
+  }
+  auto opts = ss::SampleOptions().sampler("dpmpp_2m").steps(50);
+  opts.common().generator(sbgm::make_generator(6)).dtype(torch::kDouble);
+  sbgm::test::check_samples(
+      ss::sample(guided, *vp, {n, 2}, opts).samples, g, 0.03);
+}
+
+TEST(Guidance, DropConditionRate) {
+  const int64_t n = 200000;
+  auto dropped = sbgm::drop_condition(
+      torch::randint(10, {n}, torch::kLong), 0.1, 10, sbgm::make_generator(3));
+  const double frac = (dropped == 10).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(frac, 0.1, 4 * std::sqrt(0.1 * 0.9 / n));
+  EXPECT_EQ((dropped > 10).sum().item<int64_t>(), 0);
+  auto rows = sbgm::drop_condition(
+      torch::ones({n, 3}), 0.25, -1, sbgm::make_generator(4));
+  const double zero =
+      (rows.sum(1) == 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(zero, 0.25, 4 * std::sqrt(0.25 * 0.75 / n));
+  EXPECT_TRUE(((rows.sum(1) == 0) | (rows.sum(1) == 3)).all().item<bool>());
+  EXPECT_TRUE(
+      torch::equal(sbgm::drop_condition(labels(5, 2), 0, 9), labels(5, 2)));
+  EXPECT_TRUE(
+      torch::equal(sbgm::drop_condition(labels(5, 2), 1, 9), labels(5, 9)));
+  EXPECT_THROW_MSG(
+      sbgm::drop_condition(labels(5, 2), 1.5, 9),
+      "p must lie in [0, 1], got 1.5");
+  EXPECT_THROW_MSG(
+      sbgm::drop_condition(labels(5, 2), 0.1, -1), "null_class must be >= 0");
+}
+
+TEST(ConditionalNets, MLPEmbedsClassesAndDropsThemInTraining) {
+  torch::manual_seed(0);
+  sbgm::MLP net(sbgm::MLPOptions(2)
+                    .embedding(sbgm::TimeEmbeddingKind::Sinusoidal)
+                    .num_classes(4)
+                    .class_dropout(0.3));
+  {
+    torch::NoGradGuard ng;
+    for (auto& e : *net->class_embeddings) {
+      e->as<torch::nn::Embedding>()->weight.normal_();
+    }
+  }
+  net->eval();
+  const int64_t n = 20000;
+  const auto x = torch::randn({n, 2});
+  const auto t = torch::rand({n});
+  const auto c = torch::randint(4, {n}, torch::kLong);
+  auto cond = net->forward(x, t, c);
+  auto none = net->forward(x, t);
+  EXPECT_TRUE(torch::equal(none, net->forward(x, t, labels(n, 4))));
+  EXPECT_GT((cond - none).abs().max().item<double>(), 1e-3);
+  // Training mode: 30% of the rows see the null class.
+  net->train();
+  auto train_out = net->forward(x, t, c);
+  auto is_null = ((train_out - none).abs().amax(1) < 1e-6);
+  const double frac = is_null.to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(frac, 0.3, 4 * std::sqrt(0.3 * 0.7 / n));
+  auto kept = is_null.logical_not();
+  EXPECT_TRUE(
+      torch::allclose(train_out.index({kept}), cond.index({kept}), 1e-6, 1e-6));
+  // A Model made from it is conditional.
+  EXPECT_TRUE(Model(net, Prediction::Epsilon).is_conditional());
+  EXPECT_FALSE(
+      Model(
+          sbgm::MLP(sbgm::MLPOptions(2).num_timesteps(3)), Prediction::Epsilon)
+          .is_conditional());
+  // Errors name the value.
+  EXPECT_THROW_MSG(
+      net->forward(
+          x.slice(0, 0, 3), t.slice(0, 0, 3), torch::tensor({0, 5, 1})),
+      "class labels must lie in [0, 4] (4: no class), got values in [0, 5]");
+  EXPECT_THROW_MSG(
+      net->forward(x.slice(0, 0, 3), t.slice(0, 0, 3), torch::ones({3})),
+      "MLP: a class embedding takes integer class indices");
+  EXPECT_THROW_MSG(
+      net->forward(x.slice(0, 0, 3), t.slice(0, 0, 3), labels(2, 0)),
+      "class labels must have shape [3] (one per sample), got [2]");
+  sbgm::MLP plain(sbgm::MLPOptions(2).num_timesteps(3));
+  EXPECT_THROW_MSG(
+      plain->forward(
+          x.slice(0, 0, 2), torch::zeros({2}, torch::kLong), labels(2, 0)),
+      "net built with num_classes = 0");
+  EXPECT_THROW_MSG(
+      sbgm::MLP(sbgm::MLPOptions(2).num_timesteps(3).num_classes(-1)),
+      "num_classes must be >= 0, got -1");
+  EXPECT_THROW_MSG(
+      sbgm::MLP(
+          sbgm::MLPOptions(2).num_timesteps(3).num_classes(2).class_dropout(2)),
+      "class_dropout must lie in [0, 1], got 2");
+}
+
+TEST(ConditionalNets, UNetEmbedsClasses) {
+  torch::manual_seed(1);
+  sbgm::UNet net(
+      sbgm::UNetOptions(1).channels({8, 16}).groups(4).num_classes(10));
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net->named_parameters()) {
+      if (p.key().find("class_embed") != std::string::npos) {
+        p.value().normal_();
+      }
+    }
+  }
+  net->eval();
+  const auto x = torch::randn({4, 1, 8, 8});
+  const auto t = torch::rand({4});
+  auto a = net->forward(x, t, torch::tensor({1, 2, 3, 4}));
+  auto b = net->forward(x, t, torch::tensor({1, 2, 3, 5}));
+  EXPECT_TRUE(torch::equal(a.slice(0, 0, 3), b.slice(0, 0, 3)));
+  EXPECT_GT((a[3] - b[3]).abs().max().item<double>(), 1e-4);
+  EXPECT_TRUE(
+      torch::equal(net->forward(x, t), net->forward(x, t, labels(4, 10))));
+  EXPECT_THROW_MSG(
+      net->forward(x, t, torch::tensor({0, 1, 11, 2})),
+      "UNet: class labels must lie in [0, 10] (10: no class), got values in "
+      "[0, 11]");
+  EXPECT_THROW_MSG(
+      net->forward(x, t, torch::rand({4})),
+      "UNet: a class embedding takes integer");
+  // One batched guided call runs the conditional and null halves.
+  auto guided = sbgm::classifier_free_guidance(
+      Model(net, Prediction::Epsilon), GuidanceOptions(2).null_class(10));
+  auto c = torch::tensor({1, 2, 3, 4});
+  auto u = net->forward(x, t), k = net->forward(x, t, c);
+  EXPECT_TRUE(sbgm::test::all_close(
+      guided.with_condition(c)(x, t), u + 2 * (k - u), 1e-5, 1e-5));
+}
+
+// Guidance costs one model call per evaluation, over twice the batch.
+TEST(Guidance, OneBatchedCallPerEvaluation) {
+  auto vp = std::make_shared<sbgm::VPSDE>();
+  auto cm = mixture().conditional_model(vp, Prediction::Epsilon);
+  auto calls = std::make_shared<std::vector<int64_t>>();
+  auto counted = Model::conditional(
+      [cm, calls](
+          const torch::Tensor& x,
+          const torch::Tensor& t,
+          const torch::Tensor& c) {
+        calls->push_back(x.size(0));
+        return cm(x, t, c);
+      },
+      Prediction::Epsilon);
+  auto guided =
+      sbgm::classifier_free_guidance(counted, GuidanceOptions(3).null_class(3));
+  auto opts = ss::SampleOptions().sampler("dpmpp_2m").steps(10);
+  opts.common().dtype(torch::kDouble);
+  auto res = ss::sample(guided.with_condition(labels(7, 1)), *vp, {7, 2}, opts);
+  EXPECT_EQ(static_cast<int64_t>(calls->size()), res.nfe);
+  for (auto n : *calls) {
+    EXPECT_EQ(n, 14);
+  }
+}
