@@ -34,6 +34,7 @@
 #include "sbgm/samplers/updates.h"
 #include "sbgm/schedule.h"
 #include "sbgm/sde.h"
+#include "sbgm/torchscript.h"
 #include "sbgm/train/checkpoint.h"
 #include "sbgm/train/ema.h"
 #include "sbgm/train/trainer.h"
