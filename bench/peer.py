@@ -25,21 +25,43 @@ def sigmoid_betas(T, start, end):
     return torch.sigmoid(torch.linspace(-6, 6, T, dtype=torch.float64)) * (end - start) + start
 
 
-class SeedMLP(nn.Module):
-    """h_l = relu(W_l h_{l-1} + b_l + E_l[t]) for 3 layers, then a linear
-    read-out: the seed's network (sbgm::MLP(MLPOptions(2).num_timesteps(150)))."""
+class LearnedEmbedding(nn.Module):
+    """sbgm::TimeEmbedding of kind Learned: one row per step, in `table`."""
 
-    def __init__(self, T=SEED_T, hidden=SEED_HIDDEN):
+    def __init__(self, T, dim):
         super().__init__()
-        self.layers = nn.ModuleList([nn.Linear(2, hidden), nn.Linear(hidden, hidden),
-                                     nn.Linear(hidden, hidden)])
-        self.embeddings = nn.ModuleList([nn.Embedding(T, hidden) for _ in range(3)])
-        self.out = nn.Linear(hidden, 2)
+        self.table = nn.Embedding(T, dim)
+
+    def forward(self, t):
+        return self.table(t)
+
+
+class MLP(nn.Module):
+    """h_l = relu(W_l h_{l-1} + b_l + E_l[t]) for `depth` layers, then a
+    linear read-out: sbgm::MLP(MLPOptions(dim).hidden(hidden).depth(depth)
+    .num_timesteps(T)) with its learned embedding and ReLU. The parameter
+    names are sbgm's (layers.0.weight, embeddings.0.table.weight, out.bias,
+    ...), so state_dict() and load_state_dict() exchange weights with
+    sbgm::save_model / sbgm::load_model files."""
+
+    def __init__(self, dim=2, hidden=64, depth=3, T=150):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [nn.Linear(dim if i == 0 else hidden, hidden) for i in range(depth)])
+        self.embeddings = nn.ModuleList([LearnedEmbedding(T, hidden) for _ in range(depth)])
+        self.out = nn.Linear(hidden, dim)
 
     def forward(self, x, t):
         for layer, emb in zip(self.layers, self.embeddings):
             x = F.relu(layer(x) + emb(t))
         return self.out(x)
+
+
+class SeedMLP(MLP):
+    """The seed's network (sbgm::MLP(MLPOptions(2).num_timesteps(150)))."""
+
+    def __init__(self, T=SEED_T, hidden=SEED_HIDDEN):
+        super().__init__(2, hidden, 3, T)
 
 
 def mlp_forward_flops(batch, hidden=SEED_HIDDEN, dim=2, depth=3):
@@ -175,29 +197,30 @@ class UNet(nn.Module):
 
     def __init__(self, cin=1, ch=(16, 32, 64), tdim=128):
         super().__init__()
+        # Modules are named as sbgm::UNet registers them (down_block0_0,
+        # downsample0, mid1, up_block0_0, upsample0, ...), so its
+        # state_dict() matches sbgm's tensor names.
+        self.levels = len(ch)
         self.embed = FourierEmbedding(tdim)
         self.time_fc1 = nn.Linear(tdim, tdim)
         self.time_fc2 = nn.Linear(tdim, tdim)
         self.conv_in = nn.Conv2d(cin, ch[0], 3, padding=1)
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
         prev = ch[0]
         for i, c in enumerate(ch):
-            self.down.append(ResBlock(prev, c, tdim))
+            self.add_module(f"down_block{i}_0", ResBlock(prev, c, tdim))
             prev = c
             if i + 1 < len(ch):
-                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                self.add_module(f"downsample{i}", nn.Conv2d(c, c, 3, stride=2, padding=1))
         self.mid1 = ResBlock(ch[-1], ch[-1], tdim)
         self.mid_attn = Attention(ch[-1])
         self.mid2 = ResBlock(ch[-1], ch[-1], tdim)
-        self.up = nn.ModuleList([None] * len(ch))
-        self.upsample = nn.ModuleList([None] * len(ch))
         prev = ch[-1]
         for i in reversed(range(len(ch))):
             if i + 1 < len(ch):
-                self.upsample[i] = nn.ConvTranspose2d(prev, ch[i], 3, stride=2, padding=1)
+                self.add_module(f"upsample{i}",
+                                nn.ConvTranspose2d(prev, ch[i], 3, stride=2, padding=1))
                 prev = ch[i]
-            self.up[i] = ResBlock(prev + ch[i], ch[i], tdim)
+            self.add_module(f"up_block{i}_0", ResBlock(prev + ch[i], ch[i], tdim))
             prev = ch[i]
         self.norm_out = nn.GroupNorm(8, ch[0])
         self.conv_out = nn.Conv2d(ch[0], cin, 3, padding=1)
@@ -206,20 +229,20 @@ class UNet(nn.Module):
         emb = self.time_fc2(F.silu(self.time_fc1(self.embed(t))))
         h = self.conv_in(x)
         skips = []
-        for i, block in enumerate(self.down):
-            h = block(h, emb)
+        for i in range(self.levels):
+            h = getattr(self, f"down_block{i}_0")(h, emb)
             skips.append(h)
-            if i + 1 < len(self.down):
-                h = self.downsample[i](h)
+            if i + 1 < self.levels:
+                h = getattr(self, f"downsample{i}")(h)
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for k in reversed(range(len(self.up))):
+        for k in reversed(range(self.levels)):
             skip = skips[k]
-            if k + 1 < len(self.up):
-                up = self.upsample[k]
+            if k + 1 < self.levels:
+                up = getattr(self, f"upsample{k}")
                 h = F.conv_transpose2d(h, up.weight, up.bias, stride=2, padding=1,
                                        output_padding=(skip.shape[2] - (2 * h.shape[2] - 1),
                                                        skip.shape[3] - (2 * h.shape[3] - 1)))
-            h = self.up[k](torch.cat([h, skip], 1), emb)
+            h = getattr(self, f"up_block{k}_0")(torch.cat([h, skip], 1), emb)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return out / ve_std(t)[:, None, None, None]
 

@@ -11,6 +11,8 @@ pkgs=(
   g++ cmake ninja-build pkg-config
   libopenblas0-pthread libgtest-dev libgmock-dev
   libcli11-dev libstb-dev libgif-dev nlohmann-json3-dev zlib1g-dev
+  # The test suite's Python interop tests (safetensors both ways).
+  python3-torch python3-numpy
 )
 # Extra packages asked for by the caller (e.g. the benchmark's python3-torch).
 if [ -n "${SBGM_EXTRA_PACKAGES:-}" ]; then

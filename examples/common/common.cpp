@@ -23,15 +23,15 @@ torch::Device pick_device(const std::string& name) {
   return device;
 }
 
-void add_sampling_flags(CLI::App& app, SamplingFlags& f) {
+void add_sampling_flags(
+    CLI::App& app, SamplingFlags& f, const std::string& steps_flag) {
   app.add_option("--sampler", f.sampler, "sampler by name")
       ->check(CLI::IsMember(samplers::sampler_names()))
       ->capture_default_str();
   app.add_option("--grid", f.grid, "time grid by name")
       ->check(CLI::IsMember(grids::names()))
       ->capture_default_str();
-  app.add_option(
-         "--sample-steps", f.steps, "grid steps (0: the sampler's default)")
+  app.add_option(steps_flag, f.steps, "grid steps (0: the sampler's default)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option(
@@ -61,9 +61,13 @@ samplers::SampleOptions sample_options(
                         : process.num_model_steps() > 0
                             ? process.num_model_steps()
                             : 1000;
+  if (f.cuda_graph) {  // a captured step draws from one generator
+    o.common().generator(make_generator(seed, device));
+  } else {
+    o.common().per_sample_seed(seed);
+  }
   o.common()
       .device(device)
-      .generator(make_generator(seed, device))
       .cuda_graph(f.cuda_graph)
       .trajectory_every(
           std::max<int64_t>(1, steps / std::max<int64_t>(frames, 1)));
@@ -192,7 +196,8 @@ TrainReport train(
     TrainerOptions options,
     const std::string& out_dir,
     bool resume,
-    std::shared_ptr<torch::optim::Optimizer> optimizer) {
+    std::shared_ptr<torch::optim::Optimizer> optimizer,
+    const TrainedFn& on_trained) {
   namespace fs = std::filesystem;
   fs::create_directories(out_dir);
   const auto csv = (fs::path(out_dir) / "loss.csv").string();
@@ -217,26 +222,70 @@ TrainReport train(
       std::fflush(stdout);
     }
   });
+  // What the run this one continues took, from its model file (when it
+  // was saved at the step the checkpoint resumes from).
+  std::optional<TrainingInfo> before;
+  if (resume && fs::exists(ckpt) && fs::exists(model_path(out_dir))) {
+    try {
+      before = read_training_info(model_path(out_dir));
+      if (before && before->step != read_checkpoint_info(ckpt).step) {
+        before.reset();
+      }
+    } catch (const c10::Error& e) {
+      std::printf("note: %s\n", e.what_without_backtrace());
+    }
+  }
   TrainReport r;
   const auto start = std::chrono::steady_clock::now();
   const auto last = trainer.run();
-  r.seconds = seconds_since(start);
+  r.seconds = seconds_since(start) + (before ? before->train_seconds : 0.0);
   r.steps = trainer.step();
   r.losses = read_losses(csv);
-  // A run resumed at its last step trains nothing: report the last logged
-  // loss.
-  r.final_loss = std::isfinite(last.loss) || r.losses.empty() ? last.loss
-                                                              : r.losses.back();
+  // A run resumed at its last step trains nothing: report the stored final
+  // loss, else the last logged one.
+  r.final_loss = last.loss;
+  if (!std::isfinite(r.final_loss) && before &&
+      std::isfinite(before->final_loss)) {
+    r.final_loss = before->final_loss;
+  } else if (!std::isfinite(r.final_loss) && !r.losses.empty()) {
+    r.final_loss = r.losses.back();
+  }
   std::printf(
       "trained to step %lld in %.1f s; final loss %.4f\n",
       static_cast<long long>(r.steps),
       r.seconds,
       r.final_loss);
+  if (on_trained) {
+    on_trained(trainer.ema(), r);
+  }
   if (auto* ema = trainer.ema()) {
     ema->copy_to(*module);
   }
   module->eval();
   return r;
+}
+
+DataTransform data_transform(const data::Standardizer& standard) {
+  if (!standard.mean.defined()) {
+    return {};
+  }
+  const auto mean = standard.mean.to(torch::kCPU, torch::kDouble).contiguous();
+  const auto* m = mean.data_ptr<double>();
+  return DataTransform()
+      .scale(standard.scale)
+      .shift(std::vector<double>(m, m + mean.numel()));
+}
+
+std::string model_path(const std::string& out_dir) {
+  return (std::filesystem::path(out_dir) / "model.safetensors").string();
+}
+
+TrainingInfo training_info(const TrainReport& report) {
+  TrainingInfo t;
+  t.step = report.steps;
+  t.train_seconds = report.seconds;
+  t.final_loss = report.final_loss;
+  return t;
 }
 
 nlohmann::json training_json(const TrainingFlags& f, const TrainReport& r) {
@@ -249,6 +298,22 @@ nlohmann::json training_json(const TrainingFlags& f, const TrainReport& r) {
       {"ema", f.ema},
       {"train_seconds", r.seconds},
       {"final_loss", r.final_loss}};
+}
+
+nlohmann::json sampling_json(
+    const NoiseProcess& process,
+    const SamplingFlags& flags,
+    torch::Device device,
+    const samplers::SampleResult& result,
+    double seconds) {
+  return {
+      {"process", process.describe()},
+      {"sampler", flags.sampler},
+      {"grid", flags.grid},
+      {"device", device.str()},
+      {"num_samples", result.samples.size(0)},
+      {"nfe", result.nfe},
+      {"sample_seconds", seconds}};
 }
 
 nlohmann::json mnist_quality(
@@ -294,10 +359,34 @@ Sampled sample(
     const Model& model,
     const NoiseProcess& process,
     torch::IntArrayRef shape,
-    const samplers::SampleOptions& options) {
+    samplers::SampleOptions options,
+    int64_t batch) {
   Sampled s;
   const auto start = std::chrono::steady_clock::now();
-  s.result = samplers::sample(model, process, shape, options);
+  const int64_t n = shape[0];
+  batch = batch > 0 ? std::min(batch, n) : n;
+  // A few samples need no calls of 64 rows (the same in every program that
+  // samples this many, so the samples still agree bit for bit).
+  auto& common = options.common();
+  common.model_batch(std::min(common.model_batch(), n));
+  std::vector<torch::Tensor> parts;
+  std::vector<std::vector<torch::Tensor>> frames;
+  for (int64_t first = 0; first < n; first += batch) {
+    auto part_shape = shape.vec();
+    part_shape[0] = std::min(batch, n - first);
+    options.common().first_sample(first);
+    auto r = samplers::sample(model, process, part_shape, options);
+    parts.push_back(r.samples);
+    frames.resize(r.trajectory.size());
+    for (size_t k = 0; k < r.trajectory.size(); ++k) {
+      frames[k].push_back(r.trajectory[k]);
+    }
+    s.result.nfe += r.nfe;
+  }
+  s.result.samples = parts.size() == 1 ? parts[0] : torch::cat(parts);
+  for (auto& f : frames) {
+    s.result.trajectory.push_back(f.size() == 1 ? f[0] : torch::cat(f));
+  }
   s.seconds = seconds_since(start);
   std::printf(
       "sampled %lld with %s on the %s grid in %.2f s (%lld model "
@@ -360,7 +449,8 @@ nlohmann::json mnist_bits_per_dim(
 void save_image_samples(
     const std::string& out_dir,
     const torch::Tensor& samples,
-    const std::vector<torch::Tensor>& trajectory) {
+    const std::vector<torch::Tensor>& trajectory,
+    const DataTransform& to_data) {
   namespace fs = std::filesystem;
   io::write_npy((fs::path(out_dir) / "samples.npy").string(), samples);
   const auto nrow = static_cast<int64_t>(
@@ -370,7 +460,8 @@ void save_image_samples(
       io::image_grid(samples, nrow));
   std::vector<torch::Tensor> snaps;
   for (const auto& x : trajectory) {
-    snaps.push_back(x.slice(0, 0, 6).to(torch::kCPU, torch::kFloat));
+    snaps.push_back(
+        to_data.apply(x.slice(0, 0, 6)).to(torch::kCPU, torch::kFloat));
   }
   if (!snaps.empty()) {
     io::save_png(

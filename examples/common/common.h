@@ -4,6 +4,7 @@
 // their SampleOptions, the noise process by name, timing, the loss curve
 // and metrics.json. The library holds the logic; this is command-line glue.
 
+#include <sbgm/model_file.h>
 #include <sbgm/sbgm.h>
 
 #include <CLI/CLI.hpp>
@@ -29,11 +30,16 @@ struct SamplingFlags {
   std::optional<double> eta;
   bool cuda_graph = false;
 };
-/// Adds --sampler, --grid, --sample-steps, --eta and --cuda-graph; the
-/// names are checked against the library's lists.
-void add_sampling_flags(CLI::App& app, SamplingFlags& flags);
+/// Adds --sampler, --grid, --sample-steps (or `steps_flag`), --eta and
+/// --cuda-graph; the names are checked against the library's lists.
+void add_sampling_flags(
+    CLI::App& app,
+    SamplingFlags& flags,
+    const std::string& steps_flag = "--sample-steps");
 /// SampleOptions from the flags, for `device`, recording about `frames`
-/// trajectory states.
+/// trajectory states. The noise comes from per-sample streams seeded with
+/// `seed` (CommonOptions::per_sample_seed), so the samples do not depend on
+/// the batch size; with --cuda-graph, from one generator seeded so.
 samplers::SampleOptions sample_options(
     const SamplingFlags& flags,
     const NoiseProcess& process,
@@ -89,23 +95,63 @@ struct TrainReport {
   std::vector<double> losses;  // the logged means, for loss.png
 };
 
+/// Called by train() when training ends, before the EMA is swapped in:
+/// the module holds the trained weights, `ema` (null without one) their
+/// average. Where the demos save their model file.
+using TrainedFn =
+    std::function<void(const EMA* ema, const TrainReport& report)>;
+
 /// Trains `module` with a Trainer writing loss.csv and checkpoint.pt into
 /// `out_dir` (continuing from them with `resume`, else starting afresh),
-/// prints about ten progress lines and a summary, then swaps the EMA
-/// weights in (when
-/// there is an EMA) and puts the module in eval mode.
+/// prints about ten progress lines and a summary, calls `on_trained`, then
+/// swaps the EMA weights in (when there is an EMA) and puts the module in
+/// eval mode. A resumed run's time and final loss include those of the
+/// run it continues, as stored in `out_dir`/model.safetensors.
 TrainReport train(
     std::shared_ptr<torch::nn::Module> module,
     LossFn loss,
     TrainerOptions options,
     const std::string& out_dir,
     bool resume,
-    std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr);
+    std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
+    const TrainedFn& on_trained = nullptr);
+
+/// The standardizer's inverse as a model file's data transform.
+DataTransform data_transform(const data::Standardizer& standard);
+
+/// The model file the demos write into their output directory.
+std::string model_path(const std::string& out_dir);
+/// The report's figures as a model file stores them.
+TrainingInfo training_info(const TrainReport& report);
+/// A TrainedFn that saves `net` (an MLP or UNet) with `options`, the EMA
+/// and the training figures to model_path(out_dir).
+template <class Net>
+TrainedFn model_saver(
+    const std::string& out_dir,
+    Net net,
+    Prediction prediction,
+    std::shared_ptr<const NoiseProcess> process,
+    SaveModelOptions options) {
+  return [=](const EMA* ema, const TrainReport& report) {
+    auto o = options;
+    o.ema(ema).training(training_info(report));
+    save_model(model_path(out_dir), net, prediction, *process, o);
+  };
+}
 
 /// The training figures for metrics.json: steps, batch, lr (and its
 /// warm-up and schedule), EMA, train_seconds, final_loss.
 nlohmann::json training_json(
     const TrainingFlags& flags, const TrainReport& report);
+
+/// The sampling figures for metrics.json: process, sampler, grid, device,
+/// num_samples, nfe, sample_seconds.
+nlohmann::json sampling_json(
+    const NoiseProcess& process,
+    const SamplingFlags& flags,
+    torch::Device device,
+    const samplers::SampleResult& result,
+    double seconds);
 
 /// MNIST quality figures with the digit classifier at `classifier_path`:
 /// the Fréchet distance of classifier features of the samples against the
@@ -124,11 +170,15 @@ struct Sampled {
   samplers::SampleResult result;
   double seconds = 0;
 };
+/// In batches of `batch` samples (0: all at once), each told its first
+/// sample's index; trajectories are joined along the batch. The model's
+/// calls (CommonOptions::model_batch) have at most shape[0] rows.
 Sampled sample(
     const Model& model,
     const NoiseProcess& process,
     torch::IntArrayRef shape,
-    const samplers::SampleOptions& options);
+    samplers::SampleOptions options,
+    int64_t batch = 0);
 
 /// MNIST's training split and, when present, its test split; a missing
 /// training split is an error that says how to fetch MNIST.
@@ -158,11 +208,12 @@ nlohmann::json mnist_bits_per_dim(
 nlohmann::json image_stats(const torch::Tensor& images);
 
 /// Writes samples.npy, samples.png (a grid) and denoise.png (the first six
-/// samples along the trajectory) for images in [0, 1].
+/// samples along the trajectory, mapped by `to_data`) for images in [0, 1].
 void save_image_samples(
     const std::string& out_dir,
     const torch::Tensor& samples,
-    const std::vector<torch::Tensor>& trajectory);
+    const std::vector<torch::Tensor>& trajectory,
+    const DataTransform& to_data = {});
 
 /// Runs `body` and turns an exception into a message on stderr and exit
 /// status 1; sets up the CPU allocator first (sbgm/perf.h).

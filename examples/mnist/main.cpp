@@ -9,11 +9,11 @@
 //   --mode edm   EDM: the U-Net preconditioned, x0 loss with EDM's weight,
 //                log-normal noise levels.
 // The default recipe and sampler won bench/README's search (FD ratio 1.16
-// against 5.3 for the seed's VE and its sampler). Writes samples.npy, samples.png,
-// denoise.png, loss.png, loss.csv, checkpoint.pt and metrics.json into
-// --out; --classifier adds the Fréchet distance of classifier features
-// against the test split (and its floor), the classifier score and the class
-// histogram; --likelihood adds bits/dim.
+// against 5.3 for the seed's VE). Writes samples.npy, samples.png,
+// denoise.png, loss.png, loss.csv, checkpoint.pt, model.safetensors (for
+// sbgm-sample) and metrics.json into --out; --classifier adds the Fréchet
+// distance of classifier features against the test split (and its floor),
+// the classifier score and the class histogram; --likelihood, bits/dim.
 
 #include <sstream>
 
@@ -45,8 +45,7 @@ struct Config {
   uint64_t seed = 0;
 };
 
-// What a mode trains: the process, what the model predicts, the network's
-// options, the loss, and the data's range.
+// What a mode trains: process, prediction, network, loss and data range.
 struct Recipe {
   std::shared_ptr<sbgm::NoiseProcess> process;
   sbgm::Prediction prediction = sbgm::Prediction::Epsilon;
@@ -54,6 +53,7 @@ struct Recipe {
   sbgm::LossOptions loss;
   bool unit_range = false;  // data in [0, 1] (else [-1, 1])
   bool edm = false;
+  sbgm::DataTransform to_data;  // the samples mapped to [0, 1]
 };
 
 Recipe recipe(const Config& c) {
@@ -91,6 +91,8 @@ Recipe recipe(const Config& c) {
                                     : sbgm::LossWeighting::Unit)
         .min_snr_gamma(c.gamma);
   }
+  r.to_data = sbgm::DataTransform().clamp(true).scale(r.unit_range ? 1 : 0.5);
+  r.to_data.shift({r.unit_range ? 0.0 : 0.5});
   return r;
 }
 
@@ -102,9 +104,6 @@ int run(Config c) {
   const auto r = recipe(c);
   auto to_model = [&](const torch::Tensor& x01) {
     return r.unit_range ? x01 : x01 * 2 - 1;
-  };
-  auto to_unit = [&](const torch::Tensor& x) {
-    return (r.unit_range ? x : (x + 1) / 2).clamp(0, 1);
   };
   const int64_t n_train = data.images.size(0);
   const auto train_x = to_model(data.images).to(device);
@@ -150,19 +149,25 @@ int run(Config c) {
           .checkpoint_every(std::max<int64_t>(500, steps / 10)),
       c.train.out,
       c.train.resume,
-      optimizer);
+      optimizer,
+      ex::model_saver(
+          c.train.out,
+          net,
+          r.prediction,
+          r.process,
+          sbgm::SaveModelOptions()
+              .sample_shape({1, 28, 28})
+              .edm_sigma_data(r.edm ? 0.5 : 0.0)
+              .data_transform(r.to_data)));
 
   // ---- sampling
   const auto so =
       ex::sample_options(c.sampling, *r.process, device, c.train.seed + 1, 7);
   const auto [result, sample_s] =
       ex::sample(model, *r.process, {c.num_samples, 1, 28, 28}, so);
-  const auto samples = to_unit(result.samples).to(torch::kCPU, torch::kFloat);
-  std::vector<torch::Tensor> frames;
-  for (const auto& x : result.trajectory) {
-    frames.push_back(to_unit(x));
-  }
-  ex::save_image_samples(c.train.out, samples, frames);
+  const auto samples =
+      r.to_data.apply(result.samples).to(torch::kCPU, torch::kFloat);
+  ex::save_image_samples(c.train.out, samples, result.trajectory, r.to_data);
   ex::save_loss_plot((out / "loss.png").string(), report.losses);
 
   json m = {
@@ -171,14 +176,8 @@ int run(Config c) {
       {"loss_target", sbgm::to_string(r.loss.target())},
       {"weighting", c.weighting},
       {"channels", c.channels},
-      {"process", r.process->describe()},
-      {"sampler", c.sampling.sampler},
-      {"grid", c.sampling.grid},
-      {"device", device.str()},
-      {"train_images", n_train},
-      {"num_samples", c.num_samples},
-      {"nfe", result.nfe},
-      {"sample_seconds", sample_s}};
+      {"train_images", n_train}};
+  m.update(ex::sampling_json(*r.process, c.sampling, device, result, sample_s));
   m.update(ex::training_json(c.train, report));
   m.update(ex::image_stats(samples));
   if (!c.classifier.empty() && test) {

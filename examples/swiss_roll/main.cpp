@@ -12,7 +12,8 @@
 // embeds its steps in a learned table (trained through the fused eps-loss
 // step); on a continuous process it takes sinusoidal time features.
 // Outputs in --out: samples.npy, samples.png, forward.png, reverse.gif,
-// loss.png, loss.csv, metrics.json.
+// loss.png, loss.csv, metrics.json and model.safetensors (the EMA weights,
+// which sbgm-sample samples to the same samples.npy).
 
 #include "../common/common.h"
 
@@ -105,14 +106,23 @@ int run(Config c) {
           .log_every(std::max<int64_t>(1, c.train.steps / 200))
           .loss_fn_computes_grads(fused != nullptr),
       c.train.out,
-      c.train.resume);
+      c.train.resume,
+      nullptr,
+      ex::model_saver(
+          c.train.out,
+          net,
+          model.prediction(),
+          process,
+          sbgm::SaveModelOptions().data_transform(
+              ex::data_transform(standard))));
 
   // ---- sampling, mapped back to the data's scale, and the distances
   const auto so = ex::sample_options(
       c.sampling, *process, device, c.train.seed + 1, kGifFrames);
   const auto [result, sample_s] =
       ex::sample(model, *process, {c.num_samples, 2}, so);
-  const torch::Tensor samples = standard.invert(result.samples).cpu();
+  const torch::Tensor samples =
+      ex::data_transform(standard).apply(result.samples).cpu();
   const int64_t n = std::min(c.num_samples, kMetricPoints);
   auto metrics = ex::toy2d_distances(kind, samples, n, c.train.seed + 2);
 
@@ -163,14 +173,9 @@ int run(Config c) {
   metrics.update(
       {{"dataset", c.dataset},
        {"preset", c.preset},
-       {"process", process->describe()},
-       {"sampler", c.sampling.sampler},
-       {"grid", c.sampling.grid},
-       {"sample_seconds", sample_s},
-       {"nfe", result.nfe},
-       {"num_samples", c.num_samples},
-       {"samples_finite", torch::isfinite(samples).all().item<bool>()},
-       {"device", device.str()}});
+       {"samples_finite", torch::isfinite(samples).all().item<bool>()}});
+  metrics.update(
+      ex::sampling_json(*process, c.sampling, device, result, sample_s));
   metrics.update(ex::training_json(c.train, report));
   ex::write_json(out("metrics.json"), metrics);
   std::printf(

@@ -28,23 +28,21 @@ void AffineSteps::set_point(
 }
 
 void fill_normal(
-    torch::Tensor& buf,
-    const torch::Tensor& x,
-    const std::optional<torch::Generator>& gen) {
+    torch::Tensor& buf, const torch::Tensor& x, NoiseSource& source) {
   if (!buf.defined() || buf.sizes() != x.sizes() ||
       buf.scalar_type() != x.scalar_type() || buf.device() != x.device()) {
     buf = torch::empty_like(x, torch::MemoryFormat::Contiguous);
   }
-  buf.normal_(0.0, 1.0, sbgm::detail::to_c10(gen));
+  source.fill(buf);
 }
 
 AffineStepper::AffineStepper(
     Model model,
     std::shared_ptr<const AffineSteps> steps,
-    std::optional<torch::Generator> generator)
-    : model_(std::move(model)),
+    const CommonOptions& common)
+    : model_(batch_invariant_model(model, common)),
       steps_(std::move(steps)),
-      generator_(std::move(generator)) {}
+      source_(common) {}
 
 void AffineStepper::step(torch::Tensor& x, int64_t i, torch::Tensor* x0_out) {
   c10::InferenceMode guard;
@@ -82,7 +80,7 @@ void AffineStepper::step(torch::Tensor& x, int64_t i, torch::Tensor* x0_out) {
     x.mul_(st.c_x[k]).add_(out, st.c_out[k]);
   }
   if (st.c_noise[k] != 0.0) {
-    fill_normal(noise_, x, generator_);
+    fill_normal(noise_, x, source_);
     x.add_(noise_, st.c_noise[k]);
   }
   if (x0_out != nullptr) {
@@ -100,6 +98,11 @@ SampleResult run_affine(
   const int64_t n = steps->size();
   SamplerLoop loop(common, n, where);
   loop.start(x);
+  TORCH_CHECK(
+      !(common.cuda_graph() && common.per_sample_seed()),
+      where,
+      ": cuda_graph cannot be combined with per_sample_seed (a captured "
+      "step draws from one generator)");
   if (common.cuda_graph() && x.is_cuda()) {
     GraphedAffineStepper graphed(model, steps, x, common.generator());
     for (int64_t i = 0; i < n; ++i) {
@@ -107,7 +110,7 @@ SampleResult run_affine(
       loop.step(i + 1, steps->t_next[i], x);
     }
   } else {
-    AffineStepper stepper(model, steps, common.generator());
+    AffineStepper stepper(model, steps, common);
     torch::Tensor x0;
     torch::Tensor* want = loop.wants_x0() ? &x0 : nullptr;
     for (int64_t i = 0; i < n; ++i) {

@@ -67,7 +67,7 @@ class AffineStepper {
   AffineStepper(
       Model model,
       std::shared_ptr<const AffineSteps> steps,
-      std::optional<torch::Generator> generator);
+      const CommonOptions& common);
 
   const AffineSteps& steps() const {
     return *steps_;
@@ -79,7 +79,7 @@ class AffineStepper {
  private:
   Model model_;
   std::shared_ptr<const AffineSteps> steps_;
-  std::optional<torch::Generator> generator_;
+  NoiseSource source_;
   torch::Tensor tbuf_, noise_;
 };
 
@@ -97,10 +97,8 @@ SampleResult run_affine(
 void check_no_cuda_graph(const CommonOptions& common, const char* where);
 
 /// Fills `buf` (re-allocated like x when missing or of another shape, dtype
-/// or device) with N(0, I) noise from the generator, in place.
+/// or device) with N(0, I) noise from `source`, in place.
 void fill_normal(
-    torch::Tensor& buf,
-    const torch::Tensor& x,
-    const std::optional<torch::Generator>& gen);
+    torch::Tensor& buf, const torch::Tensor& x, NoiseSource& source);
 
 }  // namespace sbgm::samplers::detail

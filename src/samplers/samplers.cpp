@@ -253,10 +253,13 @@ SampleResult predictor_corrector(
   const auto n = static_cast<int64_t>(pts.size()) - 1;
   SamplerLoop loop(common, n, where);
   loop.start(x);
-  ModelCaller call(model, process, where);
-  const auto gen = sbgm::detail::to_c10(common.generator());
-  auto noise = [&] { return torch::randn(x.sizes(), gen, x.options()); };
+  ModelCaller call(batch_invariant_model(model, common), process, where);
+  NoiseSource source(common);
+  auto noise = [&] { return source.randn(x.sizes(), x.options()); };
   const int64_t batch = x.size(0);
+  // With per-sample streams, each sample's step size uses its own norms
+  // (batch means would tie a sample to the rest of its batch).
+  const bool per_sample = source.per_sample();
   for (int64_t i = 0; i < n; ++i) {
     const ProcessPoint& from = pts[i];
     const ProcessPoint& to = pts[i + 1];
@@ -272,8 +275,17 @@ SampleResult predictor_corrector(
     for (int64_t c = 0; c < o.corrector_steps(); ++c) {
       auto score = score_of(call(x, from.t));
       auto z = noise();
-      auto gnorm = score.reshape({batch, -1}).norm(2, {1}).mean();
-      auto znorm = z.reshape({batch, -1}).norm(2, {1}).mean();
+      auto gnorm = score.reshape({batch, -1}).norm(2, {1});
+      auto znorm = z.reshape({batch, -1}).norm(2, {1});
+      if (per_sample) {
+        std::vector<int64_t> view(static_cast<size_t>(x.dim()), 1);
+        view[0] = batch;
+        gnorm = gnorm.view(view);
+        znorm = znorm.view(view);
+      } else {
+        gnorm = gnorm.mean();
+        znorm = znorm.mean();
+      }
       auto e = (o.snr() * znorm / gnorm).square_().mul_(2.0 * k * k);
       x.add_(score * e).add_(z * (2.0 * e).sqrt_());
     }
@@ -327,7 +339,7 @@ SampleResult ode(
   const auto n = static_cast<int64_t>(pts.size()) - 1;
   SamplerLoop loop(common, n, where);
   loop.start(x);
-  ModelCaller call(model, process, where);
+  ModelCaller call(batch_invariant_model(model, common), process, where);
   // dx/dt at any t of the process (Dopri5's stages fall between grid times).
   detail::RHS rhs = [&](double t, const detail::State& y) -> detail::State {
     const ProcessPoint at = process.at(t);
@@ -397,7 +409,7 @@ DDPMSampler::DDPMSampler(
     Model model, const NoiseProcess& process, const DDPMOptions& options) {
   auto steps = ddpm_steps(model, process, options, &times_, "DDPMSampler");
   impl_ = std::make_shared<detail::AffineStepper>(
-      std::move(model), std::move(steps), options.common().generator());
+      std::move(model), std::move(steps), options.common());
 }
 
 EulerMaruyamaSampler::EulerMaruyamaSampler(
@@ -407,7 +419,7 @@ EulerMaruyamaSampler::EulerMaruyamaSampler(
   auto steps =
       em_steps(model, process, options, &times_, "EulerMaruyamaSampler");
   impl_ = std::make_shared<detail::AffineStepper>(
-      std::move(model), std::move(steps), options.common().generator());
+      std::move(model), std::move(steps), options.common());
 }
 
 // ---- by name

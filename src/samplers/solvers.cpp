@@ -109,8 +109,8 @@ SampleResult heun(
   const auto n = static_cast<int64_t>(pts.size()) - 1;
   SamplerLoop loop(common, n, where);
   loop.start(x);
-  ModelCaller call(model, process, where);
-  const auto gen = sbgm::detail::to_c10(common.generator());
+  ModelCaller call(batch_invariant_model(model, common), process, where);
+  NoiseSource source(common);
   for (int64_t i = 0; i < n; ++i) {
     const ProcessPoint& from = pts[i];
     const ProcessPoint& to = pts[i + 1];
@@ -124,11 +124,7 @@ SampleResult heun(
       hat = process.at(process.t_of_lambda(-std::log(sh)));
       if (hat.scaled_sigma() > from.scaled_sigma()) {
         x = update::edm_churn(
-            x,
-            torch::randn(x.sizes(), gen, x.options()),
-            from,
-            hat,
-            o.s_noise());
+            x, source.randn(x.sizes(), x.options()), from, hat, o.s_noise());
       } else {
         hat = from;  // at t_max already
       }
@@ -223,7 +219,8 @@ SampleResult dpm_solver(
   auto x = initial_state(process, pts.front().t, shape, common, where);
   SamplerLoop loop(common, n, where);
   loop.start(x);
-  ModelCaller call(model, process, where);
+  ModelCaller call(batch_invariant_model(model, common), process, where);
+  NoiseSource source(common);
   torch::Tensor m1, m2, noise;
   for (int64_t i = 0; i < n; ++i) {
     const auto& s = steps[static_cast<size_t>(i)];
@@ -239,7 +236,7 @@ SampleResult dpm_solver(
       x.add_(m2, s.c[3]);
     }
     if (s.c[4] != 0.0) {
-      detail::fill_normal(noise, x, common.generator());
+      detail::fill_normal(noise, x, source);
       x.add_(noise, s.c[4]);
     }
     loop.step(i + 1, pts[i + 1].t, x, m0);

@@ -36,6 +36,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -103,6 +104,61 @@ struct CommonOptions {
   /// float64; a step callback is not called. No effect on CPU states; the
   /// other samplers throw when it is set. Default: false.
   TORCH_ARG(bool, cuda_graph) = false;
+  /// Per-sample noise streams: when set, sample i of the batch draws all
+  /// its noise (the starting point and every step's noise) from
+  /// generators of its own, seeded from (per_sample_seed, first_sample +
+  /// i), instead of from `generator`. A sample then does not depend on the
+  /// batch it is drawn in: 64 samples drawn at once equal, bit for bit on
+  /// the CPU, the same 64 drawn 8 at a time with first_sample 0, 8, ..., 56
+  /// (as far as the model itself treats samples independently; the
+  /// predictor-corrector sampler then sizes its Langevin steps per sample
+  /// instead of by batch means, and Dopri5's adaptive steps, chosen for the
+  /// whole batch, still depend on it up to its tolerance). The model is
+  /// then evaluated on chunks of exactly `model_batch` samples (see
+  /// batch_invariant_model). Not with cuda_graph. Costs one small noise
+  /// draw per sample and step. Default: unset.
+  TORCH_ARG(std::optional<uint64_t>, per_sample_seed) = std::nullopt;
+  /// Index of the batch's first sample in the per-sample streams (>= 0).
+  /// Default: 0.
+  TORCH_ARG(int64_t, first_sample) = 0;
+  /// With per_sample_seed: the model sees calls of exactly this many
+  /// samples (>= 1), sample g at row g % model_batch (see
+  /// batch_invariant_model). Default: 64.
+  TORCH_ARG(int64_t, model_batch) = 64;
+};
+
+/// The model as a sampler with these options calls it: itself, or with
+/// per_sample_seed, evaluated in calls of exactly options.model_batch()
+/// samples in which sample g (first_sample + its row) always sits at row
+/// g % model_batch, the other rows zero (their outputs dropped; a time
+/// shared by the batch stays a stride-0 view). Kernels pick their algorithm
+/// by batch size, and OpenBLAS's arithmetic even depends on a row's index
+/// within its tile, so without this a sample's last bits would depend on
+/// the batch it is drawn in; with it, on its own input only (for networks
+/// that treat samples independently). A batch of 8 then costs a call of
+/// 64 rows.
+Model batch_invariant_model(const Model& model, const CommonOptions& options);
+
+/// Where a sampler's N(0, I) noise comes from: the options' generator (or
+/// torch's default one), or, with CommonOptions::per_sample_seed, one
+/// generator per sample. Stream 0 is the starting draw (initial_state);
+/// a sampler draws its step noise from stream 1, so each per-sample stream
+/// depends on nothing but its seed, sample index and stream. Copies share
+/// their generators; a built-in sampler makes one per run.
+class NoiseSource {
+ public:
+  explicit NoiseSource(const CommonOptions& options, uint64_t stream = 1);
+  /// Fills `buf` (dimension 0 is the batch) with N(0, I) in place.
+  void fill(torch::Tensor& buf);
+  /// A fresh N(0, I) tensor of that shape and options.
+  torch::Tensor randn(
+      torch::IntArrayRef shape, const torch::TensorOptions& options);
+  /// True with per-sample streams.
+  bool per_sample() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
 };
 
 /// What a sampler returns.
@@ -141,8 +197,8 @@ class GridSpec {
 };
 
 /// The starting state: options.x_init (checked against shape and for
-/// finite values: one host read) or N(0, std^2 I) drawn with the options'
-/// generator, where std is process.prior_std() at t_max and
+/// finite values: one host read) or N(0, std^2 I) drawn from the options'
+/// noise (NoiseSource stream 0), where std is process.prior_std() at t_max and
 /// prior_std * sqrt((a^2 + s^2) / (a_max^2 + s_max^2)) when the grid starts
 /// at an earlier time t0 (the spread of unit-variance data there).
 torch::Tensor initial_state(

@@ -1,0 +1,513 @@
+#include <gtest/gtest.h>
+#include <sbgm/io/safetensors.h>
+#include <sbgm/model_file.h>
+#include <sbgm/precondition.h>
+#include <sbgm/random.h>
+#include <sbgm/samplers/samplers.h>
+#include <sbgm/schedule.h>
+#include <sbgm/sde.h>
+#include <sbgm/train/ema.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support.h"
+
+namespace sbgm {
+namespace {
+
+using nlohmann::json;
+using test::read_file;
+using test::TempDir;
+using test::write_file;
+
+class ModelFileTest : public test::SeededTest {};
+
+// A model file split into its JSON header and data section, and put back.
+struct Parts {
+  json header;
+  std::string data;
+};
+
+Parts split(const std::string& bytes) {
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) {
+    n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  }
+  return {json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
+}
+
+std::string join(const json& header, const std::string& data) {
+  const std::string text = header.dump();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) {
+    out[static_cast<size_t>(i)] =
+        static_cast<char>((uint64_t{text.size()} >> (8 * i)) & 0xFF);
+  }
+  return out + text + data;
+}
+
+MLP small_mlp(int64_t steps = 0) {
+  auto o = MLPOptions(2).hidden(16).depth(2);
+  if (steps > 0) {
+    o.num_timesteps(steps);
+  } else {
+    o.embedding(TimeEmbeddingKind::Sinusoidal).time_scale(100.0);
+  }
+  MLP net(o);
+  // Non-zero learned tables, so that the step embeddings matter.
+  torch::NoGradGuard g;
+  for (auto& p : net->parameters()) {
+    p.normal_(0.0, 0.3);
+  }
+  return net;
+}
+
+torch::Tensor sample_with(const Model& model, const NoiseProcess& process) {
+  auto o = samplers::SampleOptions().sampler("ddim").steps(8);
+  o.common().generator(make_generator(7));
+  return samplers::sample(model, process, {16, 2}, o).samples;
+}
+
+TEST(SafetensorsTest, Crc32MatchesTheStandardCheckValue) {
+  const std::string s = "123456789";
+  EXPECT_EQ(io::crc32(s.data(), s.size()), 0xCBF43926u);
+  // Continuing a CRC over two parts gives the CRC of the whole.
+  EXPECT_EQ(io::crc32(s.data() + 4, 5, io::crc32(s.data(), 4)), 0xCBF43926u);
+}
+
+TEST(SafetensorsTest, ReadsAHandWrittenFile) {
+  TempDir dir;
+  // Two float32 values and one int64, little-endian, as Python writes them.
+  json h = {
+      {"__metadata__", {{"k", "v"}}},
+      {"a", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}}},
+      {"b", {{"dtype", "I64"}, {"shape", {1, 1}}, {"data_offsets", {8, 16}}}}};
+  const float a[2] = {1.5f, -2.0f};
+  const int64_t b = 258;
+  std::string data(16, '\0');
+  std::memcpy(data.data(), a, 8);
+  std::memcpy(data.data() + 8, &b, 8);
+  write_file(dir.file("x.safetensors"), join(h, data));
+  const auto f = io::load_safetensors(dir.file("x.safetensors"));
+  EXPECT_EQ(f.metadata.at("k"), "v");
+  ASSERT_EQ(f.tensors.size(), 2u);
+  EXPECT_TRUE(torch::equal(f.at("a"), torch::tensor({1.5f, -2.0f})));
+  EXPECT_EQ(f.at("b").sizes(), (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(f.at("b").item<int64_t>(), 258);
+  EXPECT_EQ(f.data_crc32, io::crc32(data.data(), data.size()));
+  EXPECT_FALSE(f.contains("c"));
+  EXPECT_THROW_MSG(f.at("c"), "no tensor named 'c'");
+}
+
+TEST(SafetensorsTest, WritesAlignedHeaderAndRoundTrips) {
+  TempDir dir;
+  const auto path = dir.file("t.safetensors");
+  io::NamedTensors in = {
+      {"w", torch::randn({3, 4}).t()},  // not contiguous
+      {"d", torch::randn({5}, torch::kDouble)},
+      {"h", torch::randn({2}).to(torch::kBFloat16)},
+      {"i", torch::arange(4)}};
+  io::save_safetensors(path, in, {{"m", "1"}});
+  const auto bytes = read_file(path);
+  const auto parts = split(bytes);
+  EXPECT_EQ((bytes.size() - parts.data.size()) % 8, 0u);
+  const auto out = io::load_safetensors(path);
+  ASSERT_EQ(out.tensors.size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(out.tensors[i].first, in[i].first);
+    EXPECT_TRUE(torch::equal(out.tensors[i].second, in[i].second));
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+TEST(SafetensorsTest, RejectsBadNames) {
+  TempDir dir;
+  const auto path = dir.file("t.safetensors");
+  auto t = torch::zeros({1});
+  EXPECT_THROW_MSG(
+      io::save_safetensors(path, {{"a", t}, {"a", t}}),
+      "tensor name 'a' appears twice");
+  EXPECT_THROW_MSG(
+      io::save_safetensors(path, {{"__metadata__", t}}),
+      "invalid tensor name '__metadata__'");
+  EXPECT_THROW_MSG(
+      io::save_safetensors(
+          path, {{"c", torch::zeros({1}, torch::kComplexFloat)}}),
+      "is not supported");
+}
+
+TEST_F(ModelFileTest, MlpRoundTripGivesTheSameOutputsAndSamples) {
+  TempDir dir;
+  const auto path = dir.file("m.safetensors");
+  DiscreteProcess process(Schedule::cosine(50));
+  auto net = small_mlp(50);
+  save_model(
+      path,
+      net,
+      Prediction::Epsilon,
+      process,
+      SaveModelOptions().training(TrainingInfo{120, 3.5, 0.25}));
+  const auto m = load_model(path);
+  EXPECT_EQ(m.network_kind, "mlp");
+  EXPECT_EQ(m.sample_shape, (std::vector<int64_t>{2}));
+  EXPECT_EQ(m.model.prediction(), Prediction::Epsilon);
+  EXPECT_EQ(m.model.discrete_steps(), 50);
+  EXPECT_FALSE(m.has_raw);
+  EXPECT_EQ(m.format_version, kModelFormatVersion);
+  ASSERT_TRUE(m.training.has_value());
+  EXPECT_EQ(m.training->step, 120);
+  EXPECT_EQ(m.training->train_seconds, 3.5);
+  EXPECT_EQ(m.training->final_loss, 0.25);
+  const auto x = torch::randn({8, 2});
+  const auto t = torch::arange(8) * 6;
+  EXPECT_TRUE(torch::equal(m.model(x, t), net->forward(x, t)));
+  const Model original(net, Prediction::Epsilon);
+  EXPECT_TRUE(torch::equal(
+      sample_with(m.model, *m.process), sample_with(original, process)));
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+TEST_F(ModelFileTest, EveryProcessRoundTrips) {
+  TempDir dir;
+  std::vector<std::shared_ptr<NoiseProcess>> processes = {
+      std::make_shared<VPSDE>(0.2, 15.0),
+      std::make_shared<SubVPSDE>(0.1, 19.0),
+      std::make_shared<VESDE>(30.0),
+      std::make_shared<GeometricVESDE>(0.02, 40.0),
+      std::make_shared<EDMProcess>(0.003, 70.0, 0.6),
+      std::make_shared<DiscreteProcess>(
+          Schedule::sigmoid(40, 1e-4, 0.05).rescale_zero_terminal_snr(),
+          DiscreteProcessOptions().quantize(false)),
+  };
+  auto net = small_mlp();
+  for (const auto& p : processes) {
+    const auto path = dir.file(p->name() + ".safetensors");
+    save_model(path, net, Prediction::V, *p);
+    const auto m = load_model(path);
+    EXPECT_EQ(m.process->name(), p->name());
+    EXPECT_EQ(m.process->t_max(), p->t_max());
+    EXPECT_EQ(m.process->integer_model_time(), p->integer_model_time());
+    for (double u : {0.0, 0.1, 0.5, 0.9, 1.0}) {
+      const double t = p->t_min() + u * (p->t_max() - p->t_min());
+      EXPECT_EQ(m.process->alpha(t), p->alpha(t)) << p->describe() << " " << t;
+      EXPECT_EQ(m.process->sigma(t), p->sigma(t)) << p->describe() << " " << t;
+    }
+    EXPECT_EQ(m.process->prior_std(), p->prior_std());
+  }
+}
+
+TEST_F(ModelFileTest, StoresTheEmaForSamplingAndTheTrainedWeightsAsRaw) {
+  TempDir dir;
+  const auto path = dir.file("m.safetensors");
+  VPSDE process;
+  auto net = small_mlp();
+  EMA ema(*net, 0.5, /*warmup=*/false);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : net->parameters()) {
+      p.add_(1.0);
+    }
+  }
+  ema.update(*net);  // the average now differs from the weights by 0.5
+  save_model(
+      path, net, Prediction::Epsilon, process, SaveModelOptions().ema(&ema));
+  const auto sampling = load_model(path);
+  const auto raw = load_model(path, torch::kCPU, ModelWeights::Raw);
+  EXPECT_TRUE(sampling.has_raw);
+  const auto ps = sampling.network->named_parameters();
+  const auto pr = raw.network->named_parameters();
+  for (size_t i = 0; i < ema.shadow().size(); ++i) {
+    EXPECT_TRUE(torch::equal(ps[ema.names()[i]], ema.shadow()[i]));
+    EXPECT_TRUE(torch::equal(pr[ema.names()[i]], net->parameters()[i]));
+  }
+  // Without save_raw there are no trained weights to ask for.
+  save_model(
+      path,
+      net,
+      Prediction::Epsilon,
+      process,
+      SaveModelOptions().ema(&ema).save_raw(false));
+  EXPECT_FALSE(load_model(path).has_raw);
+  EXPECT_THROW_MSG(
+      load_model(path, torch::kCPU, ModelWeights::Raw),
+      "has no tensor 'raw.layers.0.weight'");
+}
+
+TEST_F(ModelFileTest, UnetDividedBySigmaAndEdmPreconditionedRoundTrip) {
+  TempDir dir;
+  auto process = std::make_shared<VESDE>(25.0);
+  auto o = UNetOptions(1).channels({8, 16}).groups(4).time_dim(16);
+  o.marginal_std(
+      [process](const torch::Tensor& t) { return process->sigma(t); });
+  UNet net(o);
+  net->eval();
+  const auto path = dir.file("u.safetensors");
+  save_model(
+      path,
+      net,
+      Prediction::Score,
+      *process,
+      SaveModelOptions().sample_shape({1, 6, 5}));
+  const auto m = load_model(path);
+  EXPECT_EQ(m.network_kind, "unet");
+  EXPECT_EQ(m.sample_shape, (std::vector<int64_t>{1, 6, 5}));
+  const auto x = torch::randn({3, 1, 6, 5});
+  const auto t = torch::rand({3}) * 0.9 + 0.05;
+  EXPECT_TRUE(torch::equal(m.model(x, t), net->forward(x, t)));
+
+  // EDM: the stored network is wrapped in the preconditioning again.
+  auto edm = std::make_shared<EDMProcess>();
+  UNet raw(UNetOptions(1).channels({8, 16}).groups(4).time_dim(16));
+  raw->eval();
+  const auto edm_path = dir.file("e.safetensors");
+  save_model(
+      edm_path,
+      raw,
+      Prediction::X0,
+      *edm,
+      SaveModelOptions().sample_shape({1, 6, 5}).edm_sigma_data(0.5));
+  const auto e = load_model(edm_path);
+  const Model expected = edm_precondition(
+      [raw](const torch::Tensor& x, const torch::Tensor& c) mutable {
+        return raw->forward(x, c);
+      },
+      edm,
+      0.5);
+  const auto s = torch::rand({3}) * 10 + 0.1;
+  EXPECT_EQ(e.model.prediction(), expected.prediction());
+  EXPECT_TRUE(torch::equal(e.model(x, s), expected(x, s)));
+}
+
+TEST_F(ModelFileTest, SaveRejectsWhatItCannotStore) {
+  TempDir dir;
+  const auto path = dir.file("m.safetensors");
+  auto net = small_mlp();
+  VPSDE vp;
+  EXPECT_THROW_MSG(
+      save_model(
+          path,
+          net,
+          Prediction::Epsilon,
+          vp,
+          SaveModelOptions().sample_shape({3})),
+      "takes samples of shape [2], got sample_shape [3]");
+  UNet unet(UNetOptions(1).channels({8}).groups(4).time_dim(8));
+  EXPECT_THROW_MSG(
+      save_model(path, unet, Prediction::Epsilon, vp),
+      "a UNet needs sample_shape {1, H, W}, got []");
+  EXPECT_THROW_MSG(
+      save_model(
+          path,
+          net,
+          Prediction::Epsilon,
+          vp,
+          SaveModelOptions().edm_sigma_data(-1)),
+      "edm_sigma_data must be finite and >= 0, got -1");
+  struct Odd : VPSDE {
+    std::string name() const override {
+      return "odd";
+    }
+  } odd;
+  // An Odd is a VPSDE and is stored as one; a process of no known family
+  // is refused (a GMM-style user process is simulated by a Schedule-free
+  // subclass of NoiseProcess below).
+  struct Custom : NoiseProcess {
+    std::string name() const override {
+      return "custom";
+    }
+    std::string describe() const override {
+      return "custom()";
+    }
+    double t_max() const override {
+      return 1;
+    }
+    double t_min() const override {
+      return 0.01;
+    }
+    double t_floor() const override {
+      return 0;
+    }
+    double data_time() const override {
+      return 0;
+    }
+    double prior_std() const override {
+      return 1;
+    }
+
+   protected:
+    double alpha_impl(double) const override {
+      return 1;
+    }
+    torch::Tensor alpha_impl(const torch::Tensor& t) const override {
+      return torch::ones_like(t);
+    }
+    double sigma_impl(double t) const override {
+      return t;
+    }
+    torch::Tensor sigma_impl(const torch::Tensor& t) const override {
+      return t;
+    }
+  } custom;
+  save_model(path, net, Prediction::Epsilon, odd);
+  EXPECT_EQ(load_model(path).process->name(), "vp");
+  EXPECT_THROW_MSG(
+      save_model(path, net, Prediction::Epsilon, custom),
+      "cannot store the process custom()");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// ---- damaged files: each gets its own clear error, before any allocation
+// larger than the file.
+
+class DamagedModelFile : public ModelFileTest {
+ protected:
+  void SetUp() override {
+    save_model(path(), small_mlp(), Prediction::Epsilon, VPSDE());
+    bytes_ = read_file(path());
+  }
+  std::string path() const {
+    return dir_.file("m.safetensors");
+  }
+  TempDir dir_;
+  std::string bytes_;
+};
+
+TEST_F(DamagedModelFile, Truncated) {
+  write_file(path(), bytes_.substr(0, bytes_.size() - 10));
+  EXPECT_THROW_MSG(load_model(path()), "the file is truncated or damaged");
+  write_file(path(), bytes_.substr(0, 5));
+  EXPECT_THROW_MSG(
+      load_model(path()), "is truncated: 5 bytes, shorter than the 8-byte");
+  write_file(path(), bytes_.substr(0, 40));
+  EXPECT_THROW_MSG(
+      load_model(path()), "runs past the end of the file (40 bytes)");
+}
+
+TEST_F(DamagedModelFile, WrongMagic) {
+  // A zip archive (what torch::save writes) read as a header length.
+  write_file(path(), "PK\x03\x04" + std::string(60, 'x'));
+  EXPECT_THROW_MSG(load_model(path()), "runs past the end of the file");
+  // A plausible length but no JSON object.
+  std::string b = bytes_;
+  b[8] = 'X';
+  write_file(path(), b);
+  EXPECT_THROW_MSG(
+      load_model(path()), "wrong magic: the header does not start");
+  // Valid safetensors from elsewhere.
+  auto p = split(bytes_);
+  p.header["__metadata__"]["format"] = "pt";
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()),
+      "not an sbgm model (wrong magic: its metadata 'format' is 'pt'");
+  p.header.erase("__metadata__");
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "'format' is missing");
+}
+
+TEST_F(DamagedModelFile, HeaderLengthPastTheEnd) {
+  std::string b = bytes_;
+  b[6] = '\x01';  // + 2^48
+  write_file(path(), b);
+  EXPECT_THROW_MSG(load_model(path()), "runs past the end of the file");
+}
+
+TEST_F(DamagedModelFile, TensorBytesOverrun) {
+  auto p = split(bytes_);
+  p.header["out.bias"]["data_offsets"][1] = p.data.size() + 4;
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "tensor 'out.bias' has bytes [");
+  EXPECT_THROW_MSG(load_model(path()), "that overrun the data section");
+  // A shape of 2^40 floats claims 4 TiB: refused, not allocated.
+  p = split(bytes_);
+  p.header["out.bias"]["shape"] = {uint64_t{1} << 40};
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "need 4398046511104");
+  p.header["out.bias"]["shape"] = {uint64_t{1} << 40, uint64_t{1} << 40};
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "has a shape too large for the file");
+  p = split(bytes_);
+  p.header["out.bias"]["dtype"] = "F8";
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()), "tensor 'out.bias' has unsupported dtype 'F8'");
+}
+
+TEST_F(DamagedModelFile, NameMissing) {
+  auto p = split(bytes_);
+  p.header.erase("out.weight");
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()),
+      "has no tensor 'out.weight', which the network its config describes "
+      "needs");
+}
+
+TEST_F(DamagedModelFile, NewerVersion) {
+  auto p = split(bytes_);
+  p.header["__metadata__"]["format_version"] = "2";
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()),
+      "has format version 2, newer than this build of sbgm reads (1)");
+  p.header["__metadata__"]["format_version"] = "two";
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "invalid format_version 'two'");
+}
+
+TEST_F(DamagedModelFile, ChecksumMismatch) {
+  std::string b = bytes_;
+  b[b.size() - 3] ^= 0x10;  // one bit of the last tensor
+  write_file(path(), b);
+  EXPECT_THROW_MSG(
+      load_model(path()), "fails its checksum: the data's CRC-32 is");
+  auto p = split(bytes_);
+  p.header["__metadata__"].erase("data_crc32");
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "has no data_crc32");
+}
+
+TEST_F(DamagedModelFile, ConfigNotMatchingTheWeights) {
+  auto p = split(bytes_);
+  auto config =
+      json::parse(p.header["__metadata__"]["config"].get<std::string>());
+  config["network"]["hidden"] = 32;
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()),
+      "the config does not match the weights: tensor 'layers.0.weight' has "
+      "shape [16, 2] in the file but [32, 2] in the network");
+  config["network"]["hidden"] = 16;
+  config["network"]["depth"] = 1;
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()), "the file has a tensor 'layers.1.weight' that");
+  config["network"]["depth"] = 0;
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()),
+      "has a config that cannot be used: MLP: depth must be > 0, got 0");
+  config["network"]["depth"] = 2;
+  config["process"]["kind"] = "vq";
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "unknown process kind 'vq'");
+  config["process"].erase("kind");
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "has an invalid config");
+  p.header["__metadata__"]["config"] = "{not json";
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "has an invalid config");
+}
+
+TEST_F(DamagedModelFile, MissingFile) {
+  EXPECT_THROW_MSG(load_model(dir_.file("none")), "cannot read '");
+}
+
+}  // namespace
+}  // namespace sbgm
