@@ -116,7 +116,9 @@ json mlp_json(const MLPOptions& o) {
       {"num_timesteps", o.num_timesteps()},
       {"fourier_scale", o.fourier_scale()},
       {"time_scale", o.time_scale()},
-      {"activation", to_string(o.activation())}};
+      {"activation", to_string(o.activation())},
+      {"num_classes", o.num_classes()},
+      {"class_dropout", o.class_dropout()}};
 }
 
 MLPOptions mlp_from_json(const json& j) {
@@ -129,8 +131,9 @@ MLPOptions mlp_from_json(const json& j) {
       .num_timesteps(j.at("num_timesteps").get<int64_t>())
       .fourier_scale(j.at("fourier_scale").get<double>())
       .time_scale(j.at("time_scale").get<double>())
-      .activation(
-          activation_from_string(j.at("activation").get<std::string>()));
+      .activation(activation_from_string(j.at("activation").get<std::string>()))
+      .num_classes(j.value("num_classes", int64_t{0}))
+      .class_dropout(j.value("class_dropout", 0.1));
 }
 
 json unet_json(const UNetOptions& o) {
@@ -148,7 +151,9 @@ json unet_json(const UNetOptions& o) {
       {"num_timesteps", o.num_timesteps()},
       {"fourier_scale", o.fourier_scale()},
       {"time_scale", o.time_scale()},
-      {"divide_by_sigma", static_cast<bool>(o.marginal_std())}};
+      {"divide_by_sigma", static_cast<bool>(o.marginal_std())},
+      {"num_classes", o.num_classes()},
+      {"class_dropout", o.class_dropout()}};
 }
 
 UNetOptions unet_from_json(const json& j) {
@@ -164,7 +169,9 @@ UNetOptions unet_from_json(const json& j) {
       .time_dim(j.at("time_dim").get<int64_t>())
       .num_timesteps(j.at("num_timesteps").get<int64_t>())
       .fourier_scale(j.at("fourier_scale").get<double>())
-      .time_scale(j.at("time_scale").get<double>());
+      .time_scale(j.at("time_scale").get<double>())
+      .num_classes(j.value("num_classes", int64_t{0}))
+      .class_dropout(j.value("class_dropout", 0.1));
 }
 
 json transform_json(const DataTransform& d) {

@@ -354,3 +354,30 @@ TEST(Guidance, OneBatchedCallPerEvaluation) {
     EXPECT_EQ(n, 14);
   }
 }
+
+// Per-sample noise streams cut a guided conditional model into fixed blocks
+// of rows; each sample's condition travels with it, so 16 samples drawn at
+// once equal the same 16 drawn 8 at a time.
+TEST(Guidance, PerSampleStreamsCarryTheCondition) {
+  auto vp = std::make_shared<sbgm::VPSDE>();
+  auto guided = sbgm::classifier_free_guidance(
+      mixture().conditional_model(vp, Prediction::Epsilon),
+      GuidanceOptions(2).null_class(3));
+  const auto c = torch::arange(16).remainder(3);
+  auto draw = [&](int64_t first, int64_t n) {
+    auto opts = ss::SampleOptions().sampler("dpmpp_2m_sde").steps(20);
+    opts.common().dtype(torch::kDouble).per_sample_seed(9).first_sample(first);
+    opts.common().model_batch(8);
+    return ss::sample(
+               guided.with_condition(c.slice(0, first, first + n)),
+               *vp,
+               {n, 2},
+               opts)
+        .samples;
+  };
+  const auto all = draw(0, 16);
+  EXPECT_TRUE(torch::equal(all, torch::cat({draw(0, 8), draw(8, 8)})));
+  // Each sample went to its own component (means 2 or more apart).
+  const auto means = mixture().means().index_select(0, c);
+  EXPECT_LT((all - means).norm(2, 1).max().item<double>(), 2.0);
+}

@@ -29,8 +29,8 @@ foreach(key train_seconds final_loss frechet_samples_vs_test frechet_train_vs_te
   endif()
 endforeach()
 # sbgm-sample, from the saved U-Net, draws the same images (seed + 1, in
-# batches of 3): the VE score model divided by sigma(t), then the DDPM
-# schedule under Euler-Maruyama.
+# batches of 3): the default recipe (VP, v-prediction) with its default
+# sampler, then the DDPM schedule under Euler-Maruyama.
 function(check_roundtrip dir)
   execute_process(
     COMMAND ${SAMPLE} ${dir}/model.safetensors ${ARGN} --num-samples 4
@@ -43,7 +43,7 @@ function(check_roundtrip dir)
     message(FATAL_ERROR "sbgm-sample ${ARGN} on ${dir}: status ${rc}, same ${same}:\n${log}\n${err}")
   endif()
 endfunction()
-check_roundtrip(${OUT} --sampler dpmpp_2m --grid karras --steps 5)
+check_roundtrip(${OUT} --sampler dpmpp_2m_sde --grid logsnr --steps 5)
 # A wrong flag combination must fail with a message, not crash.
 # Any sampler runs any mode: Euler-Maruyama on the DDPM schedule.
 execute_process(
@@ -53,7 +53,7 @@ execute_process(
 if(NOT rc EQUAL 0 OR NOT EXISTS ${OUT}/ddpm-em/samples.npy)
   message(FATAL_ERROR "--mode ddpm --sampler em failed with status ${rc}")
 endif()
-check_roundtrip(${OUT}/ddpm-em --sampler em --grid karras --steps 5)
+check_roundtrip(${OUT}/ddpm-em --sampler em --grid logsnr --steps 5)
 # An unknown sampler is refused with a message that names it.
 execute_process(
   COMMAND ${EXE} --data ${DATA} --sampler euler_z --out ${OUT}/bad

@@ -168,6 +168,34 @@ TEST_F(ModelFileTest, MlpRoundTripGivesTheSameOutputsAndSamples) {
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 }
 
+// A class-conditional net keeps its classes: the loaded model is
+// conditional and gives the same outputs for the same labels.
+TEST_F(ModelFileTest, ConditionalNetsRoundTrip) {
+  TempDir dir;
+  const auto path = dir.file("c.safetensors");
+  VPSDE process;
+  MLP net(MLPOptions(2)
+              .hidden(16)
+              .embedding(TimeEmbeddingKind::Sinusoidal)
+              .num_classes(3)
+              .class_dropout(0.2));
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net->parameters()) {
+      p.normal_();
+    }
+  }
+  net->eval();
+  save_model(path, net, Prediction::Epsilon, process);
+  const auto m = load_model(path);
+  ASSERT_TRUE(m.model.is_conditional());
+  const auto x = torch::randn({6, 2});
+  const auto t = torch::rand({6});
+  const auto c = torch::tensor({0, 1, 2, 3, 0, 1});
+  EXPECT_TRUE(torch::equal(m.model(x, t, c), net->forward(x, t, c)));
+  EXPECT_TRUE(torch::equal(m.model(x, t), net->forward(x, t)));
+}
+
 TEST_F(ModelFileTest, EveryProcessRoundTrips) {
   TempDir dir;
   std::vector<std::shared_ptr<NoiseProcess>> processes = {

@@ -116,9 +116,11 @@ Model batch_invariant_model(const Model& model, const CommonOptions& options) {
   TORCH_CHECK(
       chunk >= 1, "CommonOptions: model_batch must be >= 1, got ", chunk);
   const int64_t first = options.first_sample();
-  auto fn = model.fn();
+  // A conditional model's condition is chunked with its rows.
+  const Model inner = model;
   return Model(
-      [fn, chunk, first](const torch::Tensor& x, const torch::Tensor& t) {
+      [inner, chunk, first](const torch::Tensor& x, const torch::Tensor& t) {
+        const torch::Tensor& c = inner.condition();
         // Sample g (first + row) always sits at row g % chunk of a call of
         // exactly `chunk` rows: kernels whose arithmetic depends on the
         // row's position in the call (OpenBLAS's does, by the row index
@@ -141,7 +143,17 @@ Model batch_invariant_model(const Model& model, const CommonOptions& options) {
             ts = t.slice(0, row, row + 1).repeat({chunk});
             ts.slice(0, pos, pos + len).copy_(t.slice(0, row, row + len));
           }
-          outs.push_back(fn(xs, ts).slice(0, pos, pos + len));
+          torch::Tensor out;
+          if (c.defined()) {  // padded with the first row's condition
+            auto cshape = c.sizes().vec();
+            cshape[0] = chunk;
+            auto cs = c.slice(0, row, row + 1).expand(cshape).clone();
+            cs.slice(0, pos, pos + len).copy_(c.slice(0, row, row + len));
+            out = inner(xs, ts, cs);
+          } else {
+            out = inner(xs, ts);
+          }
+          outs.push_back(out.slice(0, pos, pos + len));
           g += len;
         }
         return outs.size() == 1 ? outs[0] : torch::cat(outs);
