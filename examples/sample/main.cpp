@@ -8,9 +8,9 @@
 // and its index) and the model sees fixed chunks of samples, so the samples
 // do not depend on --batch: a demo that sampled with the same sampler,
 // grid, steps, seed and number of threads (sbgm-swiss-roll uses one by
-// default) wrote the same samples.npy, bit for bit on the CPU. Writes samples.npy (mapped to the
-// data by the file's data transform) and samples.png: an image grid for
-// images, a scatter plot for 2-D points.
+// default) wrote the same samples.npy, bit for bit on the CPU. Writes
+// samples.npy (mapped to the data by the file's data transform) and
+// samples.png: an image grid for images, a scatter plot for 2-D points.
 
 #include "../common/common.h"
 
