@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "../internal.h"
+#include "checks.h"
 #include "ode_solvers.h"
 
 namespace sbgm::samplers {
@@ -34,18 +35,7 @@ LikelihoodResult log_likelihood(
       where,
       ": num_steps must be >= 1, got ",
       o.num_steps());
-  TORCH_CHECK(
-      o.rtol() > 0 && o.atol() > 0,
-      where,
-      ": rtol and atol must be > 0, got rtol = ",
-      o.rtol(),
-      ", atol = ",
-      o.atol());
-  TORCH_CHECK(
-      o.max_steps() >= 1,
-      where,
-      ": max_steps must be >= 1, got ",
-      o.max_steps());
+  detail::check_tolerances(o.rtol(), o.atol(), o.max_steps(), where);
   TORCH_CHECK(
       o.num_bits() >= 0, where, ": num_bits must be >= 0, got ", o.num_bits());
   TORCH_CHECK(

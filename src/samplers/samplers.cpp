@@ -6,6 +6,7 @@
 
 #include "../internal.h"
 #include "affine.h"
+#include "checks.h"
 #include "ode_solvers.h"
 #include "sbgm/schedule.h"
 
@@ -31,17 +32,7 @@ void check_clip(bool clip, double range, const char* where) {
       range);
 }
 
-/// The grid's points, checked against the process, and the model against
-/// the process.
-std::vector<ProcessPoint> grid_points(
-    const Model& model,
-    const NoiseProcess& process,
-    const GridSpec& grid,
-    int64_t default_steps,
-    const char* where) {
-  model.check_process(process, where);
-  return grid.resolve(process, default_steps).points(process, where);
-}
+using detail::grid_points;
 
 /// A table with one step per grid interval; `fill(i, from, to)` sets the
 /// step's coefficients.
@@ -174,11 +165,7 @@ SampleResult ddim(
     torch::IntArrayRef shape,
     const DDIMOptions& o) {
   const char* where = "ddim";
-  TORCH_CHECK(
-      o.eta() >= 0 && std::isfinite(o.eta()),
-      where,
-      ": eta must be finite and >= 0, got ",
-      o.eta());
+  detail::check_eta(o.eta(), where);
   check_clip(o.clip_x0(), o.clip_range(), where);
   const auto pts = grid_points(model, process, o.grid(), kDDIMSteps, where);
   const Prediction p = model.prediction();
@@ -320,18 +307,7 @@ SampleResult ode(
   const char* where = "ode";
   const auto& common = o.common();
   detail::check_no_cuda_graph(common, where);
-  TORCH_CHECK(
-      o.rtol() > 0 && o.atol() > 0,
-      where,
-      ": rtol and atol must be > 0, got rtol = ",
-      o.rtol(),
-      ", atol = ",
-      o.atol());
-  TORCH_CHECK(
-      o.max_steps() >= 1,
-      where,
-      ": max_steps must be >= 1, got ",
-      o.max_steps());
+  detail::check_tolerances(o.rtol(), o.atol(), o.max_steps(), where);
   const auto pts = grid_points(model, process, o.grid(), kODEGridSteps, where);
   const Prediction p = model.prediction();
   c10::InferenceMode guard;

@@ -10,6 +10,7 @@
 
 #include "../internal.h"
 #include "affine.h"
+#include "checks.h"
 #include "sbgm/samplers/samplers.h"
 
 namespace sbgm::samplers {
@@ -19,16 +20,6 @@ namespace {
 constexpr int64_t kAncestralSteps = 50;
 constexpr int64_t kHeunSteps = 18;
 constexpr int64_t kDPMSteps = 20;
-
-std::vector<ProcessPoint> points_of(
-    const Model& model,
-    const NoiseProcess& process,
-    const GridSpec& grid,
-    int64_t default_steps,
-    const char* where) {
-  model.check_process(process, where);
-  return grid.resolve(process, default_steps).points(process, where);
-}
 
 void check_noise(double s_noise, const char* where) {
   TORCH_CHECK(
@@ -46,13 +37,10 @@ SampleResult euler_ancestral(
     torch::IntArrayRef shape,
     const EulerAncestralOptions& o) {
   const char* where = "euler_ancestral";
-  TORCH_CHECK(
-      o.eta() >= 0 && std::isfinite(o.eta()),
-      where,
-      ": eta must be finite and >= 0, got ",
-      o.eta());
+  detail::check_eta(o.eta(), where);
   check_noise(o.s_noise(), where);
-  const auto pts = points_of(model, process, o.grid(), kAncestralSteps, where);
+  const auto pts =
+      detail::grid_points(model, process, o.grid(), kAncestralSteps, where);
   const Prediction p = model.prediction();
   const size_t n = pts.size() - 1;
   auto st = std::make_shared<detail::AffineSteps>(n);
@@ -102,7 +90,8 @@ SampleResult heun(
       ", s_tmax = ",
       o.s_tmax());
   check_noise(o.s_noise(), where);
-  const auto pts = points_of(model, process, o.grid(), kHeunSteps, where);
+  const auto pts =
+      detail::grid_points(model, process, o.grid(), kHeunSteps, where);
   const Prediction p = model.prediction();
   c10::InferenceMode guard;
   auto x = initial_state(process, pts.front().t, shape, common, where);
@@ -156,7 +145,8 @@ SampleResult dpm_solver(
       o.sde() ? ": the SDE variant supports order 1 or 2, got "
               : ": order must be 1, 2 or 3, got ",
       o.order());
-  const auto pts = points_of(model, process, o.grid(), kDPMSteps, where);
+  const auto pts =
+      detail::grid_points(model, process, o.grid(), kDPMSteps, where);
   const auto n = static_cast<int64_t>(pts.size()) - 1;
   TORCH_CHECK(
       n >= o.order(),

@@ -1,0 +1,53 @@
+#pragma once
+
+// Private: argument checks and grid resolution that several samplers share
+// (samplers.cpp, solvers.cpp, likelihood.cpp).
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "sbgm/model.h"
+#include "sbgm/process.h"
+#include "sbgm/samplers/common.h"
+
+namespace sbgm::samplers::detail {
+
+/// The grid's points, checked against the process, and the model against
+/// the process.
+inline std::vector<ProcessPoint> grid_points(
+    const Model& model,
+    const NoiseProcess& process,
+    const GridSpec& grid,
+    int64_t default_steps,
+    const char* where) {
+  model.check_process(process, where);
+  return grid.resolve(process, default_steps).points(process, where);
+}
+
+/// eta (DDIM's, Euler-ancestral's) must be finite and >= 0.
+inline void check_eta(double eta, const char* where) {
+  TORCH_CHECK(
+      eta >= 0 && std::isfinite(eta),
+      where,
+      ": eta must be finite and >= 0, got ",
+      eta);
+}
+
+/// An adaptive solver's tolerances and step budget.
+inline void check_tolerances(
+    double rtol, double atol, int64_t max_steps, const char* where) {
+  TORCH_CHECK(
+      rtol > 0 && atol > 0,
+      where,
+      ": rtol and atol must be > 0, got rtol = ",
+      rtol,
+      ", atol = ",
+      atol);
+  TORCH_CHECK(
+      max_steps >= 1, where, ": max_steps must be >= 1, got ", max_steps);
+}
+
+}  // namespace sbgm::samplers::detail
