@@ -3,6 +3,8 @@
 #include <ATen/Context.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -197,7 +199,8 @@ TrainReport train(
     const std::string& out_dir,
     bool resume,
     std::shared_ptr<torch::optim::Optimizer> optimizer,
-    const TrainedFn& on_trained) {
+    const TrainedFn& on_trained,
+    const std::vector<std::pair<std::string, at::Generator>>& generators) {
   namespace fs = std::filesystem;
   fs::create_directories(out_dir);
   const auto csv = (fs::path(out_dir) / "loss.csv").string();
@@ -207,8 +210,12 @@ TrainReport train(
     fs::remove(csv, ec);
     fs::remove(ckpt, ec);
   }
-  options.csv_path(csv).checkpoint_path(ckpt).resume(resume);
+  options.csv_path(csv).checkpoint_path(ckpt).resume(resume).stop_on_signal(
+      true);
   Trainer trainer(module, std::move(loss), options, std::move(optimizer));
+  for (const auto& g : generators) {
+    trainer.add_generator(g.first, g.second);
+  }
   const int64_t total = options.steps();
   const int64_t every = std::max<int64_t>(options.log_every(), total / 10);
   trainer.on_log([&](const TrainLogEntry& e) {
@@ -238,6 +245,16 @@ TrainReport train(
   TrainReport r;
   const auto start = std::chrono::steady_clock::now();
   const auto last = trainer.run();
+  if (trainer.interrupted()) {
+    std::printf(
+        "stopped by %s at step %lld; the checkpoint is '%s': run the same "
+        "command with --resume to go on\n",
+        trainer.stop_signal() == SIGINT ? "Ctrl-C (SIGINT)" : "SIGTERM",
+        static_cast<long long>(trainer.step()),
+        ckpt.c_str());
+    std::fflush(stdout);
+    std::exit(128 + trainer.stop_signal());
+  }
   r.seconds = seconds_since(start) + (before ? before->train_seconds : 0.0);
   r.steps = trainer.step();
   r.losses = read_losses(csv);

@@ -107,6 +107,10 @@ using TrainedFn =
 /// swaps the EMA weights in (when there is an EMA) and puts the module in
 /// eval mode. A resumed run's time and final loss include those of the
 /// run it continues, as stored in `out_dir`/model.safetensors.
+/// `generators` are the loss's own generators (besides the global one),
+/// saved in the checkpoints so that a resumed run continues bit for bit.
+/// Ctrl-C (SIGINT) or SIGTERM writes the checkpoint and exits the process
+/// with 128 + the signal's number, saying how to resume.
 TrainReport train(
     std::shared_ptr<torch::nn::Module> module,
     LossFn loss,
@@ -114,7 +118,8 @@ TrainReport train(
     const std::string& out_dir,
     bool resume,
     std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
-    const TrainedFn& on_trained = nullptr);
+    const TrainedFn& on_trained = nullptr,
+    const std::vector<std::pair<std::string, at::Generator>>& generators = {});
 
 /// The standardizer's inverse as a model file's data transform.
 DataTransform data_transform(const data::Standardizer& standard);

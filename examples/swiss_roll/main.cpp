@@ -114,7 +114,8 @@ int run(Config c) {
           model.prediction(),
           process,
           sbgm::SaveModelOptions().data_transform(
-              ex::data_transform(standard))));
+              ex::data_transform(standard))),
+      {{"toy2d_sampler", data.generator()}});
 
   // ---- sampling, mapped back to the data's scale, and the distances
   const auto so = ex::sample_options(

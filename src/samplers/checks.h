@@ -15,6 +15,11 @@
 
 namespace sbgm::samplers::detail {
 
+/// Default grid lengths: EDM's Heun (18 steps, 35 evaluations; Euler uses
+/// the same grid) and the DPM-Solver++ family (20).
+constexpr int64_t kHeunSteps = 18;
+constexpr int64_t kDPMSteps = 20;
+
 /// The grid's points, checked against the process, and the model against
 /// the process.
 inline std::vector<ProcessPoint> grid_points(

@@ -20,9 +20,6 @@ constexpr int64_t kDDIMSteps = 50;
 constexpr int64_t kODEGridSteps = 2;
 // Fixed-step probability-flow ODE by name.
 constexpr int64_t kODESteps = 100;
-// EDM's Heun (18 steps, 35 evaluations) and DPM-Solver++ (20).
-constexpr int64_t kHeunSteps = 18;
-constexpr int64_t kDPMSteps = 20;
 
 void check_clip(bool clip, double range, const char* where) {
   TORCH_CHECK(
@@ -454,8 +451,8 @@ SampleResult sample(
       steps = name == "ddim" || name == "euler_ancestral" ? kDDIMSteps
               : name == "dopri5"                          ? kODEGridSteps
               : name == "ode" || name == "ode_euler"      ? kODESteps
-              : name == "heun" || name == "euler"         ? kHeunSteps
-              : name.rfind("dpmpp", 0) == 0               ? kDPMSteps
+              : name == "heun" || name == "euler"         ? detail::kHeunSteps
+              : name.rfind("dpmpp", 0) == 0               ? detail::kDPMSteps
               : name == "ddpm" && process.num_model_steps() > 0
                   ? process.num_model_steps()
                   : kDefaultSteps;

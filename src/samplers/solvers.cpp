@@ -18,8 +18,6 @@ namespace sbgm::samplers {
 namespace {
 
 constexpr int64_t kAncestralSteps = 50;
-constexpr int64_t kHeunSteps = 18;
-constexpr int64_t kDPMSteps = 20;
 
 void check_noise(double s_noise, const char* where) {
   TORCH_CHECK(
@@ -91,7 +89,7 @@ SampleResult heun(
       o.s_tmax());
   check_noise(o.s_noise(), where);
   const auto pts =
-      detail::grid_points(model, process, o.grid(), kHeunSteps, where);
+      detail::grid_points(model, process, o.grid(), detail::kHeunSteps, where);
   const Prediction p = model.prediction();
   c10::InferenceMode guard;
   auto x = initial_state(process, pts.front().t, shape, common, where);
@@ -146,7 +144,7 @@ SampleResult dpm_solver(
               : ": order must be 1, 2 or 3, got ",
       o.order());
   const auto pts =
-      detail::grid_points(model, process, o.grid(), kDPMSteps, where);
+      detail::grid_points(model, process, o.grid(), detail::kDPMSteps, where);
   const auto n = static_cast<int64_t>(pts.size()) - 1;
   TORCH_CHECK(
       n >= o.order(),

@@ -5,7 +5,10 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -51,16 +54,89 @@ std::vector<std::string> split_lines(const std::string& s) {
   return out;
 }
 
-// Flushes a written file to the disk (best effort; POSIX only).
-void sync_file(const std::string& path) {
+// Flushes a written file to the disk (POSIX only) and checks that it ends
+// as a whole zip archive does. Returns "" or what went wrong.
+std::string sync_file(const std::string& path) {
 #ifndef _WIN32
   int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  if (fd < 0) {
+    return std::string("cannot reopen it: ") + std::strerror(errno);
   }
+  if (::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    return "fsync failed: " + why;
+  }
+  // The zip end-of-central-directory record: its signature sits 22 bytes
+  // before the end (torch writes no archive comment).
+  unsigned char tail[22] = {};
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  const bool ok = size >= 22 && ::pread(fd, tail, 22, size - 22) == 22 &&
+                  tail[0] == 0x50 && tail[1] == 0x4b && tail[2] == 0x05 &&
+                  tail[3] == 0x06;
+  ::close(fd);
+  if (!ok) {
+    return "the file is incomplete (" + std::to_string(size) +
+           " bytes, no zip end record): is the disk full?";
+  }
+  return "";
 #else
   (void)path;
+  return "";
+#endif
+}
+
+// Writes the archive to `path` through our own file descriptor. torch's
+// file writer notices a failed write only in its destructor, and throws
+// there, which ends the process (std::terminate) on a full disk; here every
+// write is checked and the first error kept. Returns "" or what went wrong.
+std::string write_archive(
+    torch::serialize::OutputArchive& archive, const std::string& path) {
+#ifndef _WIN32
+  const int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return std::strerror(errno);
+  }
+  std::string error;
+  try {
+    archive.save_to([&](const void* data, size_t n) -> size_t {
+      // After a failure, swallow the rest: torch must not see a short write.
+      const char* p = static_cast<const char*>(data);
+      size_t left = error.empty() ? n : 0;
+      while (left > 0) {
+        const ssize_t w = ::write(fd, p, left);
+        if (w < 0) {
+          if (errno == EINTR) {
+            continue;
+          }
+          error = std::strerror(errno);
+          break;
+        }
+        p += w;
+        left -= static_cast<size_t>(w);
+      }
+      return n;
+    });
+  } catch (const c10::Error& e) {
+    if (error.empty()) {
+      error = e.what_without_backtrace();
+    }
+  }
+  if (::close(fd) != 0 && error.empty()) {
+    error = std::strerror(errno);
+  }
+  if (error.empty()) {
+    error = sync_file(path);
+  }
+  return error;
+#else
+  try {
+    archive.save_to(path);
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "";
 #endif
 }
 
@@ -160,6 +236,9 @@ torch::serialize::InputArchive open_checkpoint(
       archive.try_read("has_optimizer", v) && v.isBool() && v.toBool();
   info->has_ema = archive.try_read("has_ema", v) && v.isBool() && v.toBool();
   info->has_rng = archive.try_read("has_rng", v) && v.isBool() && v.toBool();
+  if (archive.try_read("extra_names", v) && v.isString()) {
+    info->extra_names = split_lines(v.toStringRef());
+  }
   return archive;
 }
 
@@ -253,9 +332,31 @@ void save_checkpoint(
     int64_t step,
     const torch::optim::Optimizer* optimizer,
     const EMA* ema,
-    bool save_rng) {
+    bool save_rng,
+    const ExtraState& extra) {
   TORCH_CHECK(!path.empty(), "save_checkpoint: the path is empty");
   TORCH_CHECK(step >= 0, "save_checkpoint: step must be >= 0, got ", step);
+  std::string extra_names;
+  for (const auto& e : extra) {
+    TORCH_CHECK(
+        !e.first.empty() && e.first.find('\n') == std::string::npos,
+        "save_checkpoint: an extra state needs a one-line, non-empty name, "
+        "got '",
+        e.first,
+        "'");
+    TORCH_CHECK(
+        e.second.defined(),
+        "save_checkpoint: the extra state '",
+        e.first,
+        "' is an undefined tensor");
+    TORCH_CHECK(
+        extra_names.find(e.first + "\n") != 0 &&
+            extra_names.find("\n" + e.first + "\n") == std::string::npos,
+        "save_checkpoint: two extra states are named '",
+        e.first,
+        "'");
+    extra_names += e.first + "\n";
+  }
   torch::serialize::OutputArchive archive;
   archive.write("sbgm_magic", c10::IValue(std::string(kMagic)));
   archive.write("sbgm_version", c10::IValue(kCheckpointVersion));
@@ -299,10 +400,18 @@ void save_checkpoint(
           "rng_cuda_" + std::to_string(i), gen.get_state(), /*is_buffer=*/true);
     }
   }
+  if (!extra.empty()) {
+    archive.write("extra_names", c10::IValue(extra_names));
+    for (size_t i = 0; i < extra.size(); ++i) {
+      archive.write(
+          "x" + std::to_string(i),
+          extra[i].second.detach().cpu(),
+          /*is_buffer=*/true);
+    }
+  }
   const std::string tmp = path + ".tmp";
-  try {
-    archive.save_to(tmp);
-  } catch (const c10::Error& e) {
+  const std::string failure = write_archive(archive, tmp);
+  if (!failure.empty()) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
     TORCH_CHECK(
@@ -310,12 +419,11 @@ void save_checkpoint(
         "save_checkpoint: cannot write '",
         tmp,
         "' (",
-        e.what_without_backtrace(),
+        failure,
         "); the previous checkpoint at '",
         path,
         "' is unchanged");
   }
-  sync_file(tmp);
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   TORCH_CHECK(
@@ -340,7 +448,8 @@ int64_t load_checkpoint(
     torch::nn::Module& module,
     torch::optim::Optimizer* optimizer,
     EMA* ema,
-    bool restore_rng) {
+    bool restore_rng,
+    ExtraState* extra) {
   const char* where = "load_checkpoint";
   CheckpointInfo info;
   auto archive = open_checkpoint(path, module_device(module), &info, where);
@@ -386,6 +495,34 @@ int64_t load_checkpoint(
       rng_cuda.push_back(s.cpu());
     }
   }
+  std::vector<torch::Tensor> extra_values;
+  if (extra != nullptr) {
+    for (const auto& e : *extra) {
+      const auto it =
+          std::find(info.extra_names.begin(), info.extra_names.end(), e.first);
+      TORCH_CHECK(
+          it != info.extra_names.end(),
+          where,
+          ": '",
+          path,
+          "' holds no state named '",
+          e.first,
+          "' (it was saved by a run that did not register it)");
+      torch::Tensor t;
+      TORCH_CHECK(
+          archive.try_read(
+              "x" + std::to_string(it - info.extra_names.begin()),
+              t,
+              /*is_buffer=*/true),
+          where,
+          ": '",
+          path,
+          "' lacks the tensor of the state '",
+          e.first,
+          "'");
+      extra_values.push_back(t.cpu());
+    }
+  }
   // Everything is read; now change state.
   if (ema != nullptr) {
     try {
@@ -415,6 +552,9 @@ int64_t load_checkpoint(
     }
   }
   copy_into(module, values);
+  for (size_t i = 0; i < extra_values.size(); ++i) {
+    (*extra)[i].second = extra_values[i];
+  }
   if (rng_cpu.defined()) {
     auto cpu_gen = at::detail::getDefaultCPUGenerator();
     cpu_gen.set_state(rng_cpu.cpu());

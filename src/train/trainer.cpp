@@ -1,8 +1,10 @@
 #include "sbgm/train/trainer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +30,77 @@ namespace sbgm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The signal that asked the running Trainer to stop (0: none).
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void sbgm_trainer_on_signal(int sig) {
+  if (g_stop_signal.exchange(sig) != 0) {
+    // A second signal: act as if the trainer were not there.
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+// Installs the stop handlers for SIGINT and SIGTERM while alive.
+class SignalScope {
+ public:
+  explicit SignalScope(bool enabled) : enabled_(enabled) {
+    if (!enabled_) {
+      return;
+    }
+    g_stop_signal = 0;
+#ifndef _WIN32
+    struct sigaction sa {};
+    sa.sa_handler = sbgm_trainer_on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+#else
+    old_int_ = std::signal(SIGINT, sbgm_trainer_on_signal);
+    old_term_ = std::signal(SIGTERM, sbgm_trainer_on_signal);
+#endif
+  }
+  ~SignalScope() {
+    if (!enabled_) {
+      return;
+    }
+#ifndef _WIN32
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+#else
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+#endif
+  }
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+  int caught() const {
+    return enabled_ ? g_stop_signal.load() : 0;
+  }
+
+ private:
+  bool enabled_;
+#ifndef _WIN32
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+#else
+  void (*old_int_)(int) = nullptr;
+  void (*old_term_)(int) = nullptr;
+#endif
+};
+
+// Global L2 norm of the gradients, as a float 0-dim tensor on their device.
+torch::Tensor grad_norm(const std::vector<torch::Tensor>& grads) {
+  std::vector<torch::Tensor> norms;
+  norms.reserve(grads.size());
+  for (const auto& g : grads) {
+    norms.push_back(g.norm().to(torch::kFloat));
+  }
+  return torch::stack(norms).norm();
+}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -191,12 +264,64 @@ double Trainer::lr_factor(int64_t step) const {
   return f;
 }
 
+void Trainer::add_state(
+    std::string name,
+    std::function<torch::Tensor()> save,
+    std::function<void(const torch::Tensor&)> load) {
+  TORCH_CHECK(
+      static_cast<bool>(save) && static_cast<bool>(load),
+      "Trainer::add_state: '",
+      name,
+      "' needs both a save and a load function");
+  TORCH_CHECK(
+      !name.empty() && name.find('\n') == std::string::npos,
+      "Trainer::add_state: the name must be one non-empty line, got '",
+      name,
+      "'");
+  for (const auto& st : states_) {
+    TORCH_CHECK(
+        st.name != name, "Trainer::add_state: '", name, "' is already added");
+  }
+  states_.push_back({std::move(name), std::move(save), std::move(load)});
+}
+
+void Trainer::add_generator(std::string name, at::Generator generator) {
+  TORCH_CHECK(
+      generator.defined(),
+      "Trainer::add_generator: the generator '",
+      name,
+      "' is undefined");
+  add_state(
+      std::move(name),
+      [generator]() { return generator.get_state(); },
+      [generator](const torch::Tensor& s) mutable { generator.set_state(s); });
+}
+
 void Trainer::save(const std::string& path) const {
-  save_checkpoint(path, *module_, step_, optimizer_.get(), ema_.get(), true);
+  ExtraState extra;
+  for (const auto& st : states_) {
+    auto t = st.save();
+    TORCH_CHECK(
+        t.defined(),
+        "Trainer: the state '",
+        st.name,
+        "' saved an undefined tensor");
+    extra.emplace_back(st.name, std::move(t));
+  }
+  save_checkpoint(
+      path, *module_, step_, optimizer_.get(), ema_.get(), true, extra);
 }
 
 void Trainer::load(const std::string& path) {
-  step_ = load_checkpoint(path, *module_, optimizer_.get(), ema_.get(), true);
+  ExtraState extra;
+  for (const auto& st : states_) {
+    extra.emplace_back(st.name, torch::Tensor());
+  }
+  step_ = load_checkpoint(
+      path, *module_, optimizer_.get(), ema_.get(), true, &extra);
+  for (size_t i = 0; i < states_.size(); ++i) {
+    states_[i].load(extra[i].second);
+  }
 }
 
 TrainLogEntry Trainer::run() {
@@ -227,9 +352,14 @@ TrainLogEntry Trainer::run() {
   ProgressBar bar(bar_on, o.steps());
 
   module_->train();
+  stop_signal_ = 0;
+  SignalScope signals(o.stop_on_signal());
+  const bool skip_bad = o.nonfinite() == NonFinitePolicy::Skip;
   auto params = module_->parameters(/*recurse=*/true);
-  torch::Tensor loss_acc, gn_acc;  // device accumulators of the window
-  int64_t window = 0, window_start = step_;
+  // The window's per-step losses and gradient norms, on their device: read
+  // back once per window, they name the first non-finite step.
+  std::vector<torch::Tensor> win_loss, win_gn;
+  std::vector<int64_t> win_steps;
   const int64_t first_step = step_;
   const auto t0 = Clock::now();
   TrainLogEntry last{step_, std::nan(""), std::nan(""), 0.0, 0.0, 0.0};
@@ -239,6 +369,37 @@ TrainLogEntry Trainer::run() {
     return optimizer_->param_groups().empty()
                ? 0.0
                : optimizer_->param_groups()[0].options().get_lr();
+  };
+  auto collect_grads = [&]() {
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params) {
+      if (p.grad().defined()) {
+        grads.push_back(p.grad());
+      }
+    }
+    return grads;
+  };
+  auto stop_nonfinite = [&](int64_t bad_step, double value, bool is_loss) {
+    bar.finish();
+    std::ostringstream where;
+    if (last_ckpt >= 0) {
+      where << "the last good checkpoint is '" << ckpt << "' (step "
+            << last_ckpt << ")";
+    } else if (!ckpt.empty()) {
+      where << "no checkpoint had been written yet";
+    } else {
+      where << "no checkpoint path was set";
+    }
+    TORCH_CHECK(
+        false,
+        "Trainer: the ",
+        is_loss ? "loss" : "gradient norm",
+        " became non-finite (",
+        value,
+        ") at step ",
+        bad_step,
+        "; training stopped (NonFinitePolicy::Skip would skip such steps); ",
+        where.str());
   };
 
   // FlatAdam with max_grad_norm > 0 clips inside its step.
@@ -284,85 +445,88 @@ TrainLogEntry Trainer::run() {
     // Global gradient norm and clipping, all on the device; FlatAdam with
     // max_grad_norm > 0 does both inside its step.
     torch::Tensor gnorm;
-    if (!fused) {
-      std::vector<torch::Tensor> grads;
-      for (auto& p : params) {
-        if (p.grad().defined()) {
-          grads.push_back(p.grad());
-        }
-      }
-      torch::NoGradGuard no_grad;
-      if (grads.empty()) {
-        gnorm = torch::zeros({}, loss.options().requires_grad(false));
-      } else {
-        std::vector<torch::Tensor> norms;
-        norms.reserve(grads.size());
-        for (auto& g : grads) {
-          norms.push_back(g.norm().to(torch::kFloat));
-        }
-        gnorm = torch::stack(norms).norm();
-        if (o.grad_clip() > 0) {
-          auto coef = (o.grad_clip() / (gnorm + 1e-6)).clamp_max(1.0);
-          for (auto& g : grads) {
-            g.mul_(coef.to(g.scalar_type()));
-          }
-        }
-      }
-    }
-    optimizer_->step();
-    if (fused) {
-      gnorm = flat_->last_grad_norm();
-    }
-    if (ema_) {
-      ema_->update(*module_);
-    }
-    ++step_;
+    bool skipped = false;
     {
       torch::NoGradGuard no_grad;
-      auto l = loss.detach().reshape({}).to(torch::kFloat);
-      auto g = gnorm.detach().to(l.device(), torch::kFloat);
-      loss_acc = loss_acc.defined() ? loss_acc.add_(l) : l.clone();
-      gn_acc = gn_acc.defined() ? gn_acc.add_(g) : g.clone();
+      auto grads =
+          (!fused || skip_bad) ? collect_grads() : std::vector<torch::Tensor>();
+      if (!fused || skip_bad) {
+        gnorm = grads.empty()
+                    ? torch::zeros({}, loss.options().requires_grad(false))
+                    : grad_norm(grads);
+      }
+      if (skip_bad) {
+        // The one host sync of the step: is it safe to apply?
+        auto both = torch::stack(
+            {loss.detach().reshape({}).to(torch::kFloat),
+             gnorm.to(loss.device(), torch::kFloat)});
+        skipped = !torch::isfinite(both).all().item<bool>();
+        if (skipped) {
+          auto v = both.cpu();
+          ++skipped_;
+          bar.finish();
+          std::fprintf(
+              stderr,
+              "sbgm::Trainer: skipped step %lld: loss %g, gradient norm %g "
+              "(%lld skipped so far)\n",
+              static_cast<long long>(step_),
+              v[0].item<double>(),
+              v[1].item<double>(),
+              static_cast<long long>(skipped_));
+        }
+      }
+      if (!skipped && !fused && o.grad_clip() > 0 && !grads.empty()) {
+        auto coef = (o.grad_clip() / (gnorm + 1e-6)).clamp_max(1.0);
+        for (auto& g : grads) {
+          g.mul_(coef.to(g.scalar_type()));
+        }
+      }
     }
-    ++window;
+    if (!skipped) {
+      optimizer_->step();
+      if (fused) {
+        gnorm = flat_->last_grad_norm();
+      }
+      if (ema_) {
+        ema_->update(*module_);
+      }
+      torch::NoGradGuard no_grad;
+      win_loss.push_back(loss.detach().reshape({}).to(torch::kFloat).clone());
+      win_gn.push_back(gnorm.detach().to(loss.device(), torch::kFloat).clone());
+      win_steps.push_back(step_);
+    }
+    ++step_;
 
-    const bool log_now = step_ % o.log_every() == 0 || step_ == o.steps();
+    const int caught = signals.caught();
+    const bool log_now =
+        step_ % o.log_every() == 0 || step_ == o.steps() || caught != 0;
     const bool ckpt_now =
         !ckpt.empty() &&
         ((o.checkpoint_every() > 0 && step_ % o.checkpoint_every() == 0) ||
-         step_ == o.steps());
+         step_ == o.steps() || caught != 0);
     const double elapsed = seconds_since(t0);
     const double rate =
         elapsed > 0 ? static_cast<double>(step_ - first_step) / elapsed : 0.0;
     if (log_now || ckpt_now) {
       // The one host sync of the window.
-      const double mean_loss =
-          loss_acc.item<double>() / static_cast<double>(window);
-      const double mean_gn =
-          gn_acc.item<double>() / static_cast<double>(window);
-      if (!std::isfinite(mean_loss) || !std::isfinite(mean_gn)) {
-        bar.finish();
-        std::ostringstream where;
-        if (last_ckpt >= 0) {
-          where << "the last good checkpoint is '" << ckpt << "' (step "
-                << last_ckpt << ")";
-        } else if (!ckpt.empty()) {
-          where << "no checkpoint had been written yet";
-        } else {
-          where << "no checkpoint path was set";
+      double mean_loss = std::nan(""), mean_gn = std::nan("");
+      if (!win_loss.empty()) {
+        auto losses = torch::stack(win_loss).to(torch::kCPU, torch::kDouble);
+        auto gns = torch::stack(win_gn).to(torch::kCPU, torch::kDouble);
+        const double n = static_cast<double>(win_loss.size());
+        mean_loss = losses.sum().item<double>() / n;
+        mean_gn = gns.sum().item<double>() / n;
+        if (!std::isfinite(mean_loss) || !std::isfinite(mean_gn)) {
+          auto l = losses.accessor<double, 1>();
+          auto g = gns.accessor<double, 1>();
+          for (size_t i = 0; i < win_steps.size(); ++i) {
+            const auto k = static_cast<int64_t>(i);
+            if (!std::isfinite(l[k]) || !std::isfinite(g[k])) {
+              const bool is_loss = !std::isfinite(l[k]);
+              stop_nonfinite(win_steps[i], is_loss ? l[k] : g[k], is_loss);
+            }
+          }
         }
-        TORCH_CHECK(
-            false,
-            "Trainer: the ",
-            std::isfinite(mean_loss) ? "gradient norm" : "loss",
-            " became non-finite (",
-            std::isfinite(mean_loss) ? mean_gn : mean_loss,
-            ") between steps ",
-            window_start,
-            " and ",
-            step_,
-            "; training stopped; ",
-            where.str());
       }
       if (log_now) {
         last = {step_, mean_loss, mean_gn, current_lr(), rate, elapsed};
@@ -376,10 +540,9 @@ TrainLogEntry Trainer::run() {
         if (on_log_) {
           on_log_(last);
         }
-        loss_acc = torch::Tensor();
-        gn_acc = torch::Tensor();
-        window = 0;
-        window_start = step_;
+        win_loss.clear();
+        win_gn.clear();
+        win_steps.clear();
       }
       if (ckpt_now) {
         save(ckpt);
@@ -387,6 +550,10 @@ TrainLogEntry Trainer::run() {
       }
     }
     bar.draw(step_, shown_loss, rate, log_now);
+    if (caught != 0) {
+      stop_signal_ = caught;
+      break;
+    }
   }
   bar.finish();
   return last;

@@ -153,6 +153,11 @@ class Toy2dSampler {
   const Toy2dSamplerOptions& options() const {
     return options_;
   }
+  /// The sampler's own generator (a handle): give it to
+  /// Trainer::add_generator so that checkpoints hold its state.
+  const at::Generator& generator() const {
+    return gen_;
+  }
   /// The map applied to the batches (the identity without standardize).
   const Standardizer& standardizer() const {
     return standardizer_;

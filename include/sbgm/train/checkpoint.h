@@ -17,6 +17,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sbgm {
 
@@ -39,20 +41,32 @@ struct CheckpointInfo {
   bool has_optimizer = false;
   bool has_ema = false;
   bool has_rng = false;
+  /// Names of the extra states (see ExtraState), in saved order.
+  std::vector<std::string> extra_names;
 };
+
+/// Named tensors saved beside the model: the state of anything else a run
+/// draws from or walks through (a data sampler's generator, its epoch and
+/// position), so that a resumed run continues bit for bit.
+using ExtraState = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// Saves a checkpoint atomically (see the file comment). `optimizer` and
 /// `ema` may be null. With `save_rng`, the states of the default CPU
 /// generator and of every CUDA device's default generator are stored too,
 /// so that a resumed run draws the same numbers (generators that the caller
-/// created itself are not saved).
+/// created itself are not saved: pass their states in `extra`).
+///
+/// A write that fails (disk full, file size limit, unwritable directory)
+/// throws a c10::Error naming the file and the system's reason, and leaves
+/// the previous checkpoint at `path` as it was.
 void save_checkpoint(
     const std::string& path,
     const torch::nn::Module& module,
     int64_t step,
     const torch::optim::Optimizer* optimizer = nullptr,
     const EMA* ema = nullptr,
-    bool save_rng = true);
+    bool save_rng = true,
+    const ExtraState& extra = {});
 
 /// Reads the header of a checkpoint; throws if it is not a readable sbgm
 /// checkpoint.
@@ -66,12 +80,17 @@ CheckpointInfo read_checkpoint_info(const std::string& path);
 /// only for devices present now). Nothing is modified unless the whole file
 /// reads correctly... except that a failure inside the optimizer's own
 /// loader can leave the optimizer half-loaded.
+///
+/// `extra` names the extra states wanted back (the tensors given are
+/// ignored); each must be in the file (else the error names it) and is
+/// replaced by the saved tensor (on the CPU).
 int64_t load_checkpoint(
     const std::string& path,
     torch::nn::Module& module,
     torch::optim::Optimizer* optimizer = nullptr,
     EMA* ema = nullptr,
-    bool restore_rng = true);
+    bool restore_rng = true,
+    ExtraState* extra = nullptr);
 
 /// Loads only the weights for sampling: the EMA average when the file has
 /// one and `prefer_ema` is set, else the trained weights. Returns the step.

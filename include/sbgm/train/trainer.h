@@ -5,6 +5,7 @@
 /// gradient-norm clipping, learning-rate warm-up, an EMA of the weights,
 /// a terminal progress bar, a CSV log and atomic checkpoints with resume.
 
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <torch/optim/optimizer.h>
@@ -15,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "sbgm/train/ema.h"
 
@@ -36,6 +38,19 @@ enum class LRSchedule {
   Constant,
   /// lr (1 + cos(pi step / steps)) / 2, down to 0 at the last step.
   Cosine,
+};
+
+/// What the trainer does when a step's loss or gradient norm is not finite.
+enum class NonFinitePolicy {
+  /// Throw a c10::Error that names the first bad step and the last good
+  /// checkpoint (left untouched). The check reads the loss back only every
+  /// log_every steps, so no step waits for the device; the steps after the
+  /// bad one until that check are not saved.
+  Stop,
+  /// Skip the bad step: no optimizer or EMA update, a warning on stderr, and
+  /// training goes on (skipped_steps() counts them). Reads the loss and the
+  /// gradient norm back at every step (one host sync per step).
+  Skip,
 };
 
 /// Options of Trainer.
@@ -88,6 +103,15 @@ struct TrainerOptions {
   TORCH_ARG(bool, loss_fn_computes_grads) = false;
   /// Progress bar on stderr: step, loss, it/s, time left. Default: Auto.
   TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
+  /// See NonFinitePolicy. Default: Stop.
+  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::Stop;
+  /// While run() trains, SIGINT and SIGTERM end it after the current step:
+  /// it writes the checkpoint (when checkpoint_path is set), restores the
+  /// previous handlers and returns with interrupted() true; a second signal
+  /// during that save acts as it would have without the trainer. Off by
+  /// default: a library does not take the process's signals unasked.
+  /// Default: false.
+  TORCH_ARG(bool, stop_on_signal) = false;
 };
 
 /// One row of the log.
@@ -112,9 +136,10 @@ using LossFn = std::function<torch::Tensor(int64_t step)>;
 /// checkpoint; if it is not finite there, run() throws a c10::Error naming
 /// the step window and the last good checkpoint, which is left untouched.
 ///
-/// Only the global default generators are saved with checkpoints: a loss
-/// closure that draws from them resumes bit for bit; one that uses its own
-/// generator must restore that itself.
+/// Checkpoints hold the model, optimizer, EMA, step, the global default
+/// generators and every state given to add_state / add_generator: a run of
+/// N steps equals, bit for bit on the CPU, one of N/2 steps resumed to N,
+/// when everything the loss closure draws from is among those.
 class Trainer {
  public:
   /// Trains `module` with `optimizer` (shared; null: FlatAdam(lr) on the
@@ -141,6 +166,17 @@ class Trainer {
   /// options.steps; saves the final checkpoint. Returns the last log entry.
   TrainLogEntry run();
 
+  /// Saves `save()` under `name` in every checkpoint and hands the saved
+  /// tensor to `load` when run() resumes (e.g. a data sampler's epoch and
+  /// position). A resumed checkpoint must hold every registered name.
+  void add_state(
+      std::string name,
+      std::function<torch::Tensor()> save,
+      std::function<void(const torch::Tensor&)> load);
+  /// add_state for a generator the loss closure draws from (a handle: the
+  /// caller's generator is restored in place).
+  void add_generator(std::string name, at::Generator generator);
+
   /// Called with every log entry (after the CSV row is written).
   void on_log(std::function<void(const TrainLogEntry&)> callback) {
     on_log_ = std::move(callback);
@@ -159,12 +195,27 @@ class Trainer {
   torch::optim::Optimizer& optimizer() {
     return *optimizer_;
   }
+  /// True when the last run() stopped early on SIGINT/SIGTERM
+  /// (options.stop_on_signal).
+  bool interrupted() const {
+    return stop_signal_ != 0;
+  }
+  /// The signal that stopped the last run() (SIGINT, SIGTERM), or 0.
+  int stop_signal() const {
+    return stop_signal_;
+  }
+  /// Steps skipped for a non-finite loss (NonFinitePolicy::Skip), over all
+  /// run() calls of this trainer.
+  int64_t skipped_steps() const {
+    return skipped_;
+  }
   /// The EMA, or null when ema_decay is 0.
   EMA* ema() {
     return ema_ ? ema_.get() : nullptr;
   }
 
-  /// Saves / restores everything (model, optimizer, EMA, step, RNG).
+  /// Saves / restores everything (model, optimizer, EMA, step, generators,
+  /// the states of add_state).
   void save(const std::string& path) const;
   void load(const std::string& path);
 
@@ -178,7 +229,15 @@ class Trainer {
   std::shared_ptr<FlatAdam> flat_;  // optimizer_ when it is a FlatAdam
   std::unique_ptr<EMA> ema_;
   std::vector<double> base_lr_;
+  struct State {
+    std::string name;
+    std::function<torch::Tensor()> save;
+    std::function<void(const torch::Tensor&)> load;
+  };
+  std::vector<State> states_;
   int64_t step_ = 0;
+  int64_t skipped_ = 0;
+  int stop_signal_ = 0;
   std::function<void(const TrainLogEntry&)> on_log_;
 };
 
