@@ -5,7 +5,9 @@
 
 #include "sbgm/amp.h"
 #include "sbgm/data/mnist.h"
+#include "sbgm/data/shard_sampler.h"
 #include "sbgm/data/toy2d.h"
+#include "sbgm/distributed.h"
 #include "sbgm/gmm.h"
 #include "sbgm/grid.h"
 #include "sbgm/guidance.h"
