@@ -1,4 +1,5 @@
 #include "sbgm/gmm.h"
+#include "sbgm/random.h"
 
 #include <cmath>
 
@@ -106,6 +107,7 @@ torch::Device GaussianMixture::device() const {
 }
 
 GaussianMixture GaussianMixture::to(torch::Device device) const {
+  check_device(device, "GaussianMixture::to");
   GaussianMixture g = *this;
   g.weights_ = weights_.to(device);
   g.log_weights_ = log_weights_.to(device);
@@ -161,6 +163,7 @@ torch::Tensor GaussianMixture::check_x(
       dim(),
       "], got ",
       detail::shape_str(x));
+  detail::check_finite(x, "x", where);
   auto x64 = x.to(torch::kDouble);
   return x64.device() == device() ? x64 : x64.to(device());
 }

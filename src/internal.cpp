@@ -26,6 +26,36 @@ void check_floating(
       x.scalar_type());
 }
 
+void check_finite(
+    const torch::Tensor& x, const char* name, const char* where, bool sync_ok) {
+  if (!x.defined() || !x.is_floating_point() || x.numel() == 0 ||
+      (!sync_ok && !x.device().is_cpu())) {
+    return;
+  }
+  if (torch::isfinite(x).all().item<bool>()) {
+    return;
+  }
+  const auto bad = torch::isfinite(x).logical_not().flatten();
+  const int64_t count = bad.sum().item<int64_t>();
+  const int64_t first = bad.to(torch::kByte).argmax().item<int64_t>();
+  TORCH_CHECK(
+      false,
+      where,
+      ": ",
+      name,
+      " holds ",
+      count,
+      " non-finite value",
+      count == 1 ? "" : "s",
+      " (NaN or Inf) among ",
+      x.numel(),
+      ", the first at flat index ",
+      first,
+      " (shape ",
+      shape_str(x),
+      ")");
+}
+
 void check_same_device(
     const torch::Tensor& a,
     const char* a_name,

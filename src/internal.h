@@ -34,6 +34,17 @@ void check_time_tensor(
 void check_floating(
     const torch::Tensor& x, const char* name, const char* where);
 
+/// Throws unless every value of x is finite ("where: name holds 3
+/// non-finite values (NaN or Inf) among 256, first at flat index 17"). With
+/// `sync_ok` false the check is skipped for tensors off the CPU, where it
+/// would make the host wait for the device (per-step paths such as the
+/// losses: the Trainer then names the step whose loss is not finite).
+void check_finite(
+    const torch::Tensor& x,
+    const char* name,
+    const char* where,
+    bool sync_ok = true);
+
 /// Checks that two tensors live on the same device.
 void check_same_device(
     const torch::Tensor& a,

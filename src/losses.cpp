@@ -1,4 +1,5 @@
 #include "sbgm/losses.h"
+#include "sbgm/random.h"
 
 #include <cmath>
 
@@ -31,6 +32,10 @@ void check_x0_noise(
       noise.scalar_type(),
       " but x0 has dtype ",
       x0.scalar_type());
+  // On the CPU only: elsewhere the check would stall the device every step
+  // (the Trainer names the step whose loss is not finite).
+  detail::check_finite(x0, "x0", where, /*sync_ok=*/false);
+  detail::check_finite(noise, "noise", where, /*sync_ok=*/false);
 }
 
 void check_options(const LossOptions& o, const char* where) {
@@ -108,6 +113,7 @@ torch::Tensor sample_times(
     torch::Device device,
     std::optional<torch::Generator> generator) {
   const char* where = "sample_times";
+  check_device(device, where);
   TORCH_CHECK(n > 0, where, ": n must be > 0, got ", n);
   check_options(o, where);
   const double hi = process.t_max();

@@ -1,4 +1,5 @@
 #include "sbgm/model_file.h"
+#include "sbgm/random.h"
 
 #include <cmath>
 #include <cstdio>
@@ -553,6 +554,7 @@ void save_model(
 LoadedModel load_model(
     const std::string& path, torch::Device device, ModelWeights weights) {
   const char* where = "load_model";
+  check_device(device, where);
   auto c = read_checked(path, where);
   std::shared_ptr<const NoiseProcess> process;
   std::shared_ptr<torch::nn::Module> network;

@@ -1,4 +1,5 @@
 #include "sbgm/schedule.h"
+#include "sbgm/random.h"
 
 #include <algorithm>
 #include <cmath>
@@ -234,6 +235,7 @@ torch::Device Schedule::device() const {
 }
 
 Schedule Schedule::to(torch::Device device) const {
+  check_device(device, "Schedule::to");
   Schedule r = *this;
   if (device != this->device()) {
     r.tables_ = std::make_shared<const Tables>(tables_->to(device));

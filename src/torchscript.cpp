@@ -1,4 +1,5 @@
 #include "sbgm/torchscript.h"
+#include "sbgm/random.h"
 
 #include <torch/script.h>
 
@@ -9,6 +10,7 @@ Model load_torchscript(
     Prediction prediction,
     torch::Device device,
     int64_t discrete_steps) {
+  check_device(device, "load_torchscript");
   TORCH_CHECK(
       discrete_steps >= 0,
       "load_torchscript: discrete_steps must be >= 0, got ",

@@ -740,7 +740,8 @@ TEST(SamplersErrors, BadInput) {
           {4, 2},
           ss::DDPMOptions().common(
               ss::CommonOptions().x_init(torch::full({4, 2}, NAN)))),
-      "ddpm: x_init holds non-finite values");
+      "ddpm: x_init holds 8 non-finite values (NaN or Inf) among 8, the first "
+      "at flat index 0");
   EXPECT_THROW_MSG(
       ss::ddpm(
           dm,
@@ -784,7 +785,7 @@ TEST(SamplersErrors, BadInput) {
       "num_bits must be >= 0, got -1");
   EXPECT_THROW_MSG(
       ss::log_likelihood(cont, *vp, torch::full({4, 2}, NAN, torch::kDouble)),
-      "log_likelihood: x holds non-finite values");
+      "log_likelihood: x holds 8 non-finite values");
   EXPECT_THROW_MSG(
       ss::log_likelihood(cont, *vp, torch::ones({4, 2}, torch::kLong)),
       "floating-point");

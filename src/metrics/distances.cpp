@@ -20,6 +20,8 @@ void check_pair(
       " and ",
       detail::shape_str(y));
   detail::check_same_device(x, "x", y, "y", where);
+  detail::check_finite(x, "x", where);
+  detail::check_finite(y, "y", where);
 }
 
 torch::Tensor kernel_sum(

@@ -168,6 +168,7 @@ torch::Tensor initial_state(
     torch::IntArrayRef shape,
     const CommonOptions& options,
     const char* where) {
+  check_device(options.device(), where);
   TORCH_CHECK(
       !shape.empty(), where, ": shape must have at least one dimension");
   for (auto s : shape) {
@@ -189,10 +190,7 @@ torch::Tensor initial_state(
         sbgm::detail::shape_str(x),
         " but the requested shape is ",
         shape);
-    TORCH_CHECK(
-        x.isfinite().all().item<bool>(),
-        where,
-        ": x_init holds non-finite values (NaN or Inf)");
+    sbgm::detail::check_finite(x, "x_init", where);
     return x.clone();
   }
   TORCH_CHECK(

@@ -22,10 +22,7 @@ LikelihoodResult log_likelihood(
       where,
       ": x must have shape [N, ...] with N >= 1, got ",
       sbgm::detail::shape_str(x));
-  TORCH_CHECK(
-      x.isfinite().all().item<bool>(),
-      where,
-      ": x holds non-finite values (NaN or Inf)");
+  sbgm::detail::check_finite(x, "x", where);
   TORCH_CHECK(
       o.method() != ODEMethod::Euler,
       where,
