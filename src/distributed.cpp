@@ -465,6 +465,22 @@ void ProcessGroup::allreduce_mean_bucketed_(
   }
 }
 
+std::vector<torch::Tensor> ProcessGroup::allgather(
+    const torch::Tensor& tensor, const std::string& what) {
+  check_group(impl_->group, what.c_str());
+  std::vector<at::Tensor> in{tensor.contiguous()};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int64_t r = 0; r < world_size(); ++r) {
+    out[0].push_back(torch::empty_like(in[0]));
+  }
+  try {
+    impl_->group->allgather(out, in)->wait(timeout());
+  } catch (const std::exception& e) {
+    fail(what, error_text(e));
+  }
+  return out[0];
+}
+
 void ProcessGroup::broadcast_(
     std::vector<torch::Tensor> tensors, int64_t root, const std::string& what) {
   check_group(impl_->group, what.c_str());

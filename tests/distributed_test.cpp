@@ -245,6 +245,121 @@ TEST_F(TwoRanks, HungRankTimesOut) {
       << runs[0].log;
 }
 
+// ---- the trainer on two ranks ------------------------------------------
+
+// [params, EMA, (first step, last step)] that `train` saved for a rank.
+std::vector<torch::Tensor> trained(
+    const test::TempDir& dir, const std::string& name, int rank) {
+  std::vector<torch::Tensor> t;
+  torch::load(t, dir.file(name + ".rank" + std::to_string(rank) + ".pt"));
+  return t;
+}
+
+void expect_ok(const std::vector<test::RankRun>& runs) {
+  for (size_t r = 0; r < runs.size(); ++r) {
+    EXPECT_EQ(runs[r].exit_code, 0) << "rank " << r << ":\n" << runs[r].log;
+  }
+}
+
+TEST_F(TwoRanks, TrainerKeepsTheRanksIdentical) {
+  // Each rank its own noise stream, its own shard, different initial
+  // weights before the broadcast: after 8 steps both hold the same weights
+  // and EMA, bit for bit.
+  auto runs = test::run_ranks(2, {"train", dir.file("a"), "--noise", "rank"});
+  expect_ok(runs);
+  auto r0 = trained(dir, "a", 0), r1 = trained(dir, "a", 1);
+  EXPECT_TRUE(torch::equal(r0[0], r1[0]))
+      << "max diff " << test::max_abs_diff(r0[0], r1[0]);
+  EXPECT_TRUE(torch::equal(r0[1], r1[1]))
+      << "max diff " << test::max_abs_diff(r0[1], r1[1]);
+  EXPECT_EQ(r0[2][1].item<int64_t>(), 8);
+  // It trained: the weights moved away from the EMA's start.
+  EXPECT_GT(test::max_abs_diff(r0[0], r0[1]), 1e-4);
+}
+
+// Two ranks at batch 16 against one process at batch 32 on the same data,
+// noise and initial weights (float64): the same weights to 1e-10.
+void expect_equivalent(const test::TempDir& dir, const std::string& opt) {
+  auto two = test::run_ranks(
+      2, {"train", dir.file("two"), "--batch", "16", "--optimizer", opt});
+  expect_ok(two);
+  auto one = test::run_ranks(
+      1, {"train", dir.file("one"), "--batch", "32", "--optimizer", opt});
+  expect_ok(one);
+  auto a = trained(dir, "two", 0), b = trained(dir, "one", 0);
+  const double dp = test::max_abs_diff(a[0], b[0]);
+  const double de = test::max_abs_diff(a[1], b[1]);
+  std::cout << opt << ": max |2 ranks - 1 process|: weights " << dp << ", EMA "
+            << de << "\n";
+  EXPECT_LT(dp, 1e-10);
+  EXPECT_LT(de, 1e-10);
+  // Not trivially equal: the run moved the weights.
+  EXPECT_GT(test::max_abs_diff(a[0], a[1]), 1e-4);
+}
+
+TEST_F(TwoRanks, TwoRanksEqualOneProcessAtTwiceTheBatchFlatAdam) {
+  expect_equivalent(dir, "flat");
+}
+
+TEST_F(TwoRanks, TwoRanksEqualOneProcessAtTwiceTheBatchBucketedAdam) {
+  expect_equivalent(dir, "adam");
+}
+
+TEST_F(TwoRanks, ResumeAtWorldSizeTwoContinuesBitForBit) {
+  // 8 steps straight, against 4 steps, a checkpoint, and a resume to 8;
+  // each rank's own noise generator, default generator and sampler position
+  // come back from the checkpoint rank 0 wrote.
+  auto straight = test::run_ranks(
+      2, {"train", dir.file("s"), "--noise", "rank", "--steps", "8"});
+  expect_ok(straight);
+  const std::string ckpt = dir.file("ckpt.pt");
+  auto half = test::run_ranks(
+      2,
+      {"train",
+       dir.file("h"),
+       "--noise",
+       "rank",
+       "--steps",
+       "4",
+       "--ckpt",
+       ckpt});
+  expect_ok(half);
+  auto resumed = test::run_ranks(
+      2,
+      {"train",
+       dir.file("r"),
+       "--noise",
+       "rank",
+       "--steps",
+       "8",
+       "--ckpt",
+       ckpt});
+  expect_ok(resumed);
+  for (int rank = 0; rank < 2; ++rank) {
+    auto s = trained(dir, "s", rank), r = trained(dir, "r", rank);
+    EXPECT_EQ(r[2][0].item<int64_t>(), 4) << "rank " << rank;
+    EXPECT_TRUE(torch::equal(s[0], r[0]))
+        << "rank " << rank << " max diff " << test::max_abs_diff(s[0], r[0]);
+    EXPECT_TRUE(torch::equal(s[1], r[1]))
+        << "rank " << rank << " max diff " << test::max_abs_diff(s[1], r[1]);
+  }
+}
+
+TEST_F(TwoRanks, KilledRankStopsTheTrainerWithAnError) {
+  // Rank 1 dies in step 3's loss; rank 0, in the gradient all-reduce of
+  // step 3, must exit 1 naming itself and the operation.
+  auto runs = test::run_ranks(
+      2, {"train", dir.file("k"), "--kill-at", "3", "--timeout-ms", "5000"});
+  EXPECT_TRUE(runs[1].signaled && runs[1].signal == SIGKILL) << runs[1].log;
+  EXPECT_EQ(runs[0].exit_code, 1) << runs[0].log;
+  EXPECT_NE(
+      runs[0].log.find("rank 0 of 2: the gradient all-reduce of step 3 failed"),
+      std::string::npos)
+      << runs[0].log;
+  std::cout << "rank 0 exited " << runs[0].seconds - runs[1].seconds
+            << " s after rank 1 was killed\n";
+}
+
 // ---- the shard sampler --------------------------------------------------
 
 TEST(ShardSampler, ShardsAreDisjointAndCoverTheEpoch) {

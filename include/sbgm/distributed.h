@@ -157,6 +157,10 @@ class ProcessGroup {
   /// reading `tensor`.
   PendingOp allreduce_sum_async_(
       torch::Tensor tensor, const std::string& what = "allreduce");
+  /// Every rank's `tensor` (the same shape and dtype on every rank), in
+  /// rank order.
+  std::vector<torch::Tensor> allgather(
+      const torch::Tensor& tensor, const std::string& what = "allgather");
   /// Several tensors summed in place, in buckets of about `bucket_bytes`
   /// (one flat copy and one all-reduce per bucket).
   void allreduce_mean_bucketed_(

@@ -341,6 +341,11 @@ torch::Tensor FlatAdam::step(LossClosure closure) {
   return loss;
 }
 
+const torch::Tensor& FlatAdam::flat_grad() {
+  resync();
+  return flat_grad_;
+}
+
 void FlatAdam::zero_flat_grad() {
   resync();
   flat_grad_.zero_();

@@ -297,6 +297,16 @@ void Trainer::add_generator(std::string name, at::Generator generator) {
       [generator](const torch::Tensor& s) mutable { generator.set_state(s); });
 }
 
+namespace {
+
+// The name of rank r's copy of a state in a data-parallel checkpoint.
+std::string rank_key(int64_t rank, const std::string& name) {
+  return "rank" + std::to_string(rank) + "/" + name;
+}
+const char kRngCpu[] = "rng_cpu";
+
+}  // namespace
+
 void Trainer::save(const std::string& path) const {
   ExtraState extra;
   for (const auto& st : states_) {
@@ -308,6 +318,31 @@ void Trainer::save(const std::string& path) const {
         "' saved an undefined tensor");
     extra.emplace_back(st.name, std::move(t));
   }
+  const auto& pg = options_.process_group();
+  if (pg && pg->world_size() > 1) {
+    // Every rank's own streams (its states and its default CPU generator),
+    // gathered for rank 0 to write beside its own.
+    ExtraState mine = extra;
+    mine.emplace_back(
+        kRngCpu, at::detail::getDefaultCPUGenerator().get_state());
+    ExtraState ranks;
+    for (const auto& e : mine) {
+      auto all = pg->allgather(
+          e.second.detach().cpu().contiguous(),
+          "gathering the state '" + e.first + "' for checkpoint '" + path +
+              "'");
+      for (int64_t r = 0; r < pg->world_size(); ++r) {
+        ranks.emplace_back(rank_key(r, e.first), all[static_cast<size_t>(r)]);
+      }
+    }
+    if (pg->is_main()) {
+      extra.insert(extra.end(), ranks.begin(), ranks.end());
+      save_checkpoint(
+          path, *module_, step_, optimizer_.get(), ema_.get(), true, extra);
+    }
+    pg->barrier("the barrier after rank 0 wrote checkpoint '" + path + "'");
+    return;
+  }
   save_checkpoint(
       path, *module_, step_, optimizer_.get(), ema_.get(), true, extra);
 }
@@ -317,16 +352,100 @@ void Trainer::load(const std::string& path) {
   for (const auto& st : states_) {
     extra.emplace_back(st.name, torch::Tensor());
   }
+  const auto& pg = options_.process_group();
+  const bool dp = pg && pg->world_size() > 1;
+  // A data-parallel checkpoint holds each rank's own streams.
+  bool own = false;
+  const size_t base = extra.size();
+  if (dp) {
+    const auto names = read_checkpoint_info(path).extra_names;
+    own =
+        std::find(names.begin(), names.end(), rank_key(pg->rank(), kRngCpu)) !=
+        names.end();
+    if (own) {
+      for (const auto& st : states_) {
+        extra.emplace_back(rank_key(pg->rank(), st.name), torch::Tensor());
+      }
+      extra.emplace_back(rank_key(pg->rank(), kRngCpu), torch::Tensor());
+    }
+  }
   step_ = load_checkpoint(
       path, *module_, optimizer_.get(), ema_.get(), true, &extra);
   for (size_t i = 0; i < states_.size(); ++i) {
-    states_[i].load(extra[i].second);
+    states_[i].load(extra[own ? base + i : i].second);
+  }
+  if (own) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(extra.back().second);
+  } else if (dp) {
+    // Written by another number of processes: every rank got rank 0's
+    // streams; the default generator moves to one of each rank's own (the
+    // add_state states stay rank 0's).
+    const auto r = torch::randint(1 << 30, {1}, torch::kLong).item<int64_t>();
+    torch::manual_seed(static_cast<uint64_t>(r + pg->rank()));
+    if (pg->is_main()) {
+      std::fprintf(
+          stderr,
+          "sbgm::Trainer: '%s' was not written by %lld ranks; each rank "
+          "reseeds its default generator from it\n",
+          path.c_str(),
+          static_cast<long long>(pg->world_size()));
+    }
+  }
+}
+
+void Trainer::sync_start() {
+  auto& pg = *options_.process_group();
+  auto steps = pg.allgather(
+      torch::tensor({step_}, torch::kLong), "agreeing on the first step");
+  std::ostringstream seen;
+  bool same = true;
+  for (size_t r = 0; r < steps.size(); ++r) {
+    const auto s = steps[r].item<int64_t>();
+    same = same && s == step_;
+    seen << (r ? ", " : "") << "rank " << r << ": " << s;
+  }
+  TORCH_CHECK(
+      same,
+      "Trainer: the ranks would start from different steps (",
+      seen.str(),
+      "); every rank must see the same checkpoint file '",
+      options_.checkpoint_path(),
+      "' (a shared file system) or none");
+  std::vector<torch::Tensor> state = module_->parameters(/*recurse=*/true);
+  for (auto& b : module_->buffers(/*recurse=*/true)) {
+    state.push_back(b);
+  }
+  pg.broadcast_(state, 0, "the broadcast of rank 0's parameters and buffers");
+  if (ema_ && ema_->num_updates() == 0) {
+    // Start the average at the broadcast weights.
+    ema_ = std::make_unique<EMA>(*module_, ema_->decay(), ema_->warmup());
   }
 }
 
 TrainLogEntry Trainer::run() {
+  const auto& pg = options_.process_group();
+  if (!pg || pg->world_size() <= 1) {
+    return run_impl();
+  }
+  try {
+    return run_impl();
+  } catch (const c10::Error& e) {
+    pg->report_failure(e.what_without_backtrace());
+    throw;
+  } catch (const std::exception& e) {
+    pg->report_failure(e.what());
+    throw;
+  }
+}
+
+TrainLogEntry Trainer::run_impl() {
   const auto& o = options_;
   const std::string& ckpt = o.checkpoint_path();
+  const auto& pg = o.process_group();
+  const bool dp = pg && pg->world_size() > 1;
+  const bool main_rank = !pg || pg->is_main();
   bool resumed = false;
   int64_t last_ckpt = -1;
   if (!ckpt.empty() && o.resume() && std::filesystem::exists(ckpt)) {
@@ -334,9 +453,12 @@ TrainLogEntry Trainer::run() {
     resumed = true;
     last_ckpt = step_;
   }
+  if (dp) {
+    sync_start();
+  }
 
   std::ofstream csv;
-  if (!o.csv_path().empty()) {
+  if (!o.csv_path().empty() && main_rank) {
     const bool append = resumed && std::filesystem::exists(o.csv_path());
     csv.open(o.csv_path(), append ? std::ios::app : std::ios::trunc);
     TORCH_CHECK(
@@ -346,9 +468,9 @@ TrainLogEntry Trainer::run() {
     }
   }
 
-  const bool bar_on =
-      o.progress() == ProgressMode::On ||
-      (o.progress() == ProgressMode::Auto && SBGM_ISATTY(SBGM_FILENO(stderr)));
+  const bool bar_on = main_rank && (o.progress() == ProgressMode::On ||
+                                    (o.progress() == ProgressMode::Auto &&
+                                     SBGM_ISATTY(SBGM_FILENO(stderr))));
   ProgressBar bar(bar_on, o.steps());
 
   module_->train();
@@ -441,6 +563,17 @@ TrainLogEntry Trainer::run() {
           " does not require grad (is it built from the module's output?)");
       loss.backward();
     }
+    if (dp) {
+      // The ranks' mean gradient, before clipping: one all-reduce of the
+      // flat buffer, or buckets of the gradients.
+      const std::string what =
+          "the gradient all-reduce of step " + std::to_string(step_);
+      if (flat_) {
+        pg->allreduce_mean_(flat_->flat_grad(), what);
+      } else {
+        pg->allreduce_mean_bucketed_(collect_grads(), 25 << 20, what);
+      }
+    }
 
     // Global gradient norm and clipping, all on the device; FlatAdam with
     // max_grad_norm > 0 does both inside its step.
@@ -460,6 +593,10 @@ TrainLogEntry Trainer::run() {
         auto both = torch::stack(
             {loss.detach().reshape({}).to(torch::kFloat),
              gnorm.to(loss.device(), torch::kFloat)});
+        if (dp) {  // every rank skips the same steps
+          pg->allreduce_sum_(
+              both, "the non-finite check of step " + std::to_string(step_));
+        }
         skipped = !torch::isfinite(both).all().item<bool>();
         if (skipped) {
           auto v = both.cpu();
@@ -497,7 +634,16 @@ TrainLogEntry Trainer::run() {
     }
     ++step_;
 
-    const int caught = signals.caught();
+    int caught = signals.caught();
+    if (dp && o.stop_on_signal()) {
+      // Every rank stops after the same step: the first signal any got.
+      for (auto& c : pg->allgather(
+               torch::tensor({static_cast<int64_t>(caught)}, torch::kLong),
+               "the signal check of step " + std::to_string(step_))) {
+        const auto v = static_cast<int>(c.item<int64_t>());
+        caught = caught != 0 ? caught : v;
+      }
+    }
     const bool log_now =
         step_ % o.log_every() == 0 || step_ == o.steps() || caught != 0;
     const bool ckpt_now =
@@ -512,6 +658,10 @@ TrainLogEntry Trainer::run() {
       double mean_loss = std::nan(""), mean_gn = std::nan("");
       if (!win_loss.empty()) {
         auto losses = torch::stack(win_loss).to(torch::kCPU, torch::kDouble);
+        if (dp) {  // the ranks' mean loss
+          pg->allreduce_mean_(
+              losses, "the loss log of step " + std::to_string(step_));
+        }
         auto gns = torch::stack(win_gn).to(torch::kCPU, torch::kDouble);
         const double n = static_cast<double>(win_loss.size());
         mean_loss = losses.sum().item<double>() / n;
@@ -537,7 +687,7 @@ TrainLogEntry Trainer::run() {
               << last.it_per_s << ',' << last.elapsed_s << '\n'
               << std::flush;
         }
-        if (on_log_) {
+        if (on_log_ && main_rank) {
           on_log_(last);
         }
         win_loss.clear();

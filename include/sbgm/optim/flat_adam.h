@@ -76,6 +76,10 @@ class FlatAdam : public torch::optim::Optimizer {
   int64_t step_count() const {
     return step_;
   }
+  /// The flat gradient buffer, after pointing every gradient that left it
+  /// back into it: all gradients, concatenated (e.g. to all-reduce them in
+  /// one call).
+  const torch::Tensor& flat_grad();
   /// The flat parameter buffer (all parameters, concatenated).
   const torch::Tensor& flat_params() const {
     return flat_;

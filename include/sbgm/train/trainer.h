@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "sbgm/distributed.h"
 #include "sbgm/train/ema.h"
 
 namespace sbgm {
@@ -112,6 +113,19 @@ struct TrainerOptions {
   /// default: a library does not take the process's signals unasked.
   /// Default: false.
   TORCH_ARG(bool, stop_on_signal) = false;
+  /// Data-parallel training on this group (see sbgm/distributed.h; null:
+  /// one process). Every rank builds the same module and optimizer and
+  /// runs the same options; rank 0's parameters and buffers are broadcast
+  /// at the start of run() (after a resume too); gradients are averaged
+  /// over the ranks before clipping and the optimizer step (one all-reduce
+  /// of FlatAdam's flat gradient buffer, else buckets of 25 MiB); logged
+  /// losses are the ranks' mean. Only rank 0 draws the progress bar, writes
+  /// the CSV, calls on_log and writes checkpoints (after gathering every
+  /// rank's generators and add_state states, so that each rank resumes its
+  /// own streams; a barrier follows each write). Each rank's loss closure
+  /// should draw its own data (data::ShardSampler) and noise (a seed offset
+  /// by the rank). Default: null.
+  TORCH_ARG(std::shared_ptr<dist::ProcessGroup>, process_group) = nullptr;
 };
 
 /// One row of the log.
@@ -177,7 +191,8 @@ class Trainer {
   /// caller's generator is restored in place).
   void add_generator(std::string name, at::Generator generator);
 
-  /// Called with every log entry (after the CSV row is written).
+  /// Called with every log entry (after the CSV row is written); on rank 0
+  /// only in a data-parallel run.
   void on_log(std::function<void(const TrainLogEntry&)> callback) {
     on_log_ = std::move(callback);
   }
@@ -215,12 +230,16 @@ class Trainer {
   }
 
   /// Saves / restores everything (model, optimizer, EMA, step, generators,
-  /// the states of add_state).
+  /// the states of add_state). Data-parallel: call save() on every rank
+  /// (it gathers their states; rank 0 writes), load() on every rank.
   void save(const std::string& path) const;
   void load(const std::string& path);
 
  private:
   double lr_factor(int64_t step) const;
+  // Data-parallel: every rank starts at the same step from rank 0's weights.
+  void sync_start();
+  TrainLogEntry run_impl();
 
   std::shared_ptr<torch::nn::Module> module_;
   LossFn loss_;
