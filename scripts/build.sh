@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 build=${SBGM_BUILD_DIR:-$root/build}
 jobs=${SBGM_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
-args=(-S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${SBGM_BUILD_TYPE:-Release})
+args=(-S "$root" -B "$build" -G Ninja "-DCMAKE_BUILD_TYPE=${SBGM_BUILD_TYPE:-Release}")
 [ -n "${CMAKE_PREFIX_PATH:-}" ] && args+=("-DCMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH")
 [ -n "${Torch_DIR:-}" ] && args+=("-DTorch_DIR=$Torch_DIR")
 cmake "${args[@]}" "$@" >/dev/null

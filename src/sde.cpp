@@ -12,7 +12,7 @@ namespace sbgm {
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
+using detail::kInf;
 
 // Each formula is written once, for T = double (host form) and T = tensor
 // (float64, per sample).
