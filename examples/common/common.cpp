@@ -99,6 +99,45 @@ void add_training_flags(CLI::App& app, TrainingFlags& f) {
   app.add_option("--seed", f.seed, "random seed");
   app.add_flag("--resume", f.resume, "continue from OUT/checkpoint.pt");
   app.add_option("--out", f.out, "output directory")->capture_default_str();
+  app.add_option(
+         "--dist-timeout",
+         f.dist_timeout,
+         "seconds a data-parallel collective may wait (under torchrun, "
+         "srun or WORLD_SIZE > 1)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+namespace {
+std::shared_ptr<dist::ProcessGroup>& the_group() {
+  static std::shared_ptr<dist::ProcessGroup> group;
+  return group;
+}
+}  // namespace
+
+std::shared_ptr<dist::ProcessGroup> join_launch(
+    torch::Device device, const TrainingFlags& flags) {
+  auto& group = the_group();
+  if (!group) {
+    group =
+        dist::init_from_env(dist::ProcessGroupOptions().device(device).timeout(
+            std::chrono::milliseconds(
+                static_cast<int64_t>(flags.dist_timeout * 1000))));
+    if (group && group->is_main()) {
+      std::printf(
+          "data-parallel: %lld processes (%s, %s); batch and steps are per "
+          "process\n",
+          static_cast<long long>(group->world_size()),
+          group->info().launcher.c_str(),
+          group->backend_name().c_str());
+      std::fflush(stdout);
+    }
+  }
+  return group;
+}
+
+std::shared_ptr<dist::ProcessGroup> launch_group() {
+  return the_group();
 }
 
 TrainerOptions trainer_options(const TrainingFlags& f) {
@@ -200,21 +239,28 @@ TrainReport train(
     bool resume,
     std::shared_ptr<torch::optim::Optimizer> optimizer,
     const TrainedFn& on_trained,
-    const std::vector<std::pair<std::string, at::Generator>>& generators) {
+    const std::vector<std::pair<std::string, at::Generator>>& generators,
+    const std::vector<NamedState>& states) {
   namespace fs = std::filesystem;
+  const auto group = launch_group();
+  const bool main_rank = !group || group->is_main();
   fs::create_directories(out_dir);
   const auto csv = (fs::path(out_dir) / "loss.csv").string();
   const auto ckpt = (fs::path(out_dir) / "checkpoint.pt").string();
-  if (!resume) {
+  if (!resume && main_rank) {
     std::error_code ec;
     fs::remove(csv, ec);
     fs::remove(ckpt, ec);
   }
   options.csv_path(csv).checkpoint_path(ckpt).resume(resume).stop_on_signal(
       true);
+  options.process_group(group);
   Trainer trainer(module, std::move(loss), options, std::move(optimizer));
   for (const auto& g : generators) {
     trainer.add_generator(g.first, g.second);
+  }
+  for (const auto& st : states) {
+    trainer.add_state(st.name, st.save, st.load);
   }
   const int64_t total = options.steps();
   const int64_t every = std::max<int64_t>(options.log_every(), total / 10);
@@ -254,6 +300,13 @@ TrainReport train(
         ckpt.c_str());
     std::fflush(stdout);
     std::exit(128 + trainer.stop_signal());
+  }
+  if (group) {
+    // Training is over: rank 0 samples and writes the files alone.
+    group->shutdown();
+    if (!main_rank) {
+      std::exit(0);
+    }
   }
   r.seconds = seconds_since(start) + (before ? before->train_seconds : 0.0);
   r.steps = trainer.step();

@@ -60,9 +60,10 @@ struct TrainingFlags {
   uint64_t seed = 0;
   bool resume = false;
   std::string out = "out";
+  double dist_timeout = 300;  // seconds, data-parallel collectives
 };
 /// Adds --steps, --batch, --lr, --lr-warmup, --lr-schedule, --ema,
-/// --ema-warmup, --device, --seed, --resume and --out.
+/// --ema-warmup, --device, --seed, --resume, --out and --dist-timeout.
 void add_training_flags(CLI::App& app, TrainingFlags& flags);
 /// TrainerOptions with the steps, learning rate and its schedule, and the
 /// EMA of the flags.
@@ -78,6 +79,17 @@ std::shared_ptr<NoiseProcess> make_process(
     bool quantize = true);
 /// The names make_process knows.
 std::vector<std::string> process_names();
+
+/// Joins the data-parallel group that the environment describes (torchrun,
+/// Slurm, or RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set by hand)
+/// when it has more than one process, for tensors on `device`; returns
+/// null for a single process. train() then trains data-parallel on it:
+/// --batch and --steps are per process; rank 0 writes every file and
+/// samples, the other ranks exit 0 when training ends.
+std::shared_ptr<dist::ProcessGroup> join_launch(
+    torch::Device device, const TrainingFlags& flags);
+/// The group join_launch() joined, or null.
+std::shared_ptr<dist::ProcessGroup> launch_group();
 
 /// Seconds since `start`.
 double seconds_since(std::chrono::steady_clock::time_point start);
@@ -110,7 +122,13 @@ using TrainedFn =
 /// `generators` are the loss's own generators (besides the global one),
 /// saved in the checkpoints so that a resumed run continues bit for bit.
 /// Ctrl-C (SIGINT) or SIGTERM writes the checkpoint and exits the process
-/// with 128 + the signal's number, saying how to resume.
+/// with 128 + the signal's number, saying how to resume. `states` are
+/// further Trainer::add_state states (name, save, load).
+struct NamedState {
+  std::string name;
+  std::function<torch::Tensor()> save;
+  std::function<void(const torch::Tensor&)> load;
+};
 TrainReport train(
     std::shared_ptr<torch::nn::Module> module,
     LossFn loss,
@@ -119,7 +137,8 @@ TrainReport train(
     bool resume,
     std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
     const TrainedFn& on_trained = nullptr,
-    const std::vector<std::pair<std::string, at::Generator>>& generators = {});
+    const std::vector<std::pair<std::string, at::Generator>>& generators = {},
+    const std::vector<NamedState>& states = {});
 
 /// The standardizer's inverse as a model file's data transform.
 DataTransform data_transform(const data::Standardizer& standard);

@@ -99,6 +99,8 @@ Recipe recipe(const Config& c) {
 int run(Config c) {
   torch::manual_seed(c.train.seed);
   const torch::Device device = ex::pick_device(c.train.device);
+  // Under torchrun, srun or WORLD_SIZE > 1: one rank of a data-parallel run.
+  const auto group = ex::join_launch(device, c.train);
   const bool amp = c.amp && device.is_cuda();
   const auto [data, test] = ex::load_mnist_splits(c.data);
   const auto r = recipe(c);
@@ -110,14 +112,16 @@ int run(Config c) {
   const int64_t steps =
       c.epochs > 0 ? c.epochs * ((n_train + c.train.batch - 1) / c.train.batch)
                    : c.train.steps;
-  std::printf(
-      "%lld images; %s, %lld steps of batch %lld on %s%s\n",
-      static_cast<long long>(n_train),
-      r.process->describe().c_str(),
-      static_cast<long long>(steps),
-      static_cast<long long>(c.train.batch),
-      device.str().c_str(),
-      amp ? " (bf16 autocast)" : "");
+  if (!group || group->is_main()) {
+    std::printf(
+        "%lld images; %s, %lld steps of batch %lld on %s%s\n",
+        static_cast<long long>(n_train),
+        r.process->describe().c_str(),
+        static_cast<long long>(steps),
+        static_cast<long long>(c.train.batch),
+        device.str().c_str(),
+        amp ? " (bf16 autocast)" : "");
+  }
 
   sbgm::UNet net(r.net);
   net->to(device);
@@ -133,12 +137,28 @@ int run(Config c) {
   // ---- training
   const fs::path out(c.train.out);
   const auto idx = torch::TensorOptions().dtype(torch::kLong).device(device);
+  // Data-parallel: each rank its own noise (the weights are rank 0's) and a
+  // disjoint shard of each epoch's permutation.
+  std::optional<sbgm::data::ShardSampler> shard;
+  std::vector<ex::NamedState> states;
+  if (group) {
+    torch::manual_seed(c.train.seed + 1 + static_cast<uint64_t>(group->rank()));
+    shard.emplace(sbgm::data::ShardSamplerOptions(n_train, c.train.batch)
+                      .rank(group->rank())
+                      .world_size(group->world_size())
+                      .seed(c.train.seed));
+    states.push_back(
+        {"mnist_shard",
+         [&] { return shard->state(); },
+         [&](const torch::Tensor& s) { shard->load_state(s); }});
+  }
   auto optimizer = std::make_shared<sbgm::FlatAdam>(
       net->parameters(), sbgm::FlatAdamOptions(c.train.lr).max_grad_norm(1.0));
   const auto report = ex::train(
       net.ptr(),
       [&](int64_t) {
-        auto pick = torch::randint(n_train, {c.train.batch}, idx);
+        auto pick = shard ? shard->next().to(device)
+                          : torch::randint(n_train, {c.train.batch}, idx);
         return sbgm::diffusion_loss(
             model, *r.process, train_x.index_select(0, pick), r.loss);
       },
@@ -158,7 +178,9 @@ int run(Config c) {
           sbgm::SaveModelOptions()
               .sample_shape({1, 28, 28})
               .edm_sigma_data(r.edm ? 0.5 : 0.0)
-              .data_transform(r.to_data)));
+              .data_transform(r.to_data)),
+      {},
+      states);
 
   // ---- sampling
   const auto so =

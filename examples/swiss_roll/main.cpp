@@ -49,6 +49,8 @@ int run(Config c) {
   torch::manual_seed(c.train.seed);
   sbgm::set_num_threads(c.threads);
   const torch::Device device = ex::pick_device(c.train.device);
+  // Under torchrun, srun or WORLD_SIZE > 1: one rank of a data-parallel run.
+  const auto group = ex::join_launch(device, c.train);
   fs::create_directories(c.train.out);
   const auto out = [&](const char* f) {
     return (fs::path(c.train.out) / f).string();
@@ -74,12 +76,16 @@ int run(Config c) {
   const sbgm::Model model(net, sbgm::Prediction::Epsilon);
 
   // ---- training: fresh standardized points every step, antithetic times
-  sbgm::data::Toy2dSampler data(sbgm::data::Toy2dSamplerOptions(kind)
-                                    .fixed_size(seed_preset ? 10000 : 0)
-                                    .seed(c.train.seed)
-                                    .standardize(!seed_preset)
-                                    .device(device));
+  sbgm::data::Toy2dSampler data(
+      sbgm::data::Toy2dSamplerOptions(kind)
+          .fixed_size(seed_preset ? 10000 : 0)
+          .seed(c.train.seed + (group ? 1000 + group->rank() : 0))
+          .standardize(!seed_preset)
+          .device(device));
   const auto& standard = data.standardizer();
+  if (group) {  // each rank its own noise and times (the weights: rank 0's)
+    torch::manual_seed(c.train.seed + 1 + static_cast<uint64_t>(group->rank()));
+  }
   const auto loss_opts =
       sbgm::LossOptions().sampling(sbgm::TimeSampling::Antithetic);
   // The eps-loss of a learned-embedding ReLU MLP has a hand-derived
