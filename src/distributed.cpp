@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <exception>
 #include <sstream>
+#include <thread>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
@@ -177,7 +178,21 @@ struct PendingOp::Impl {
   c10::intrusive_ptr<c10d::Work> work;
   std::string what;
   bool done = false;
+  // NCCL reduces only CUDA tensors: a CPU tensor goes through a copy on the
+  // group's device and comes back when the op is waited for.
+  torch::Tensor staged, target;
 };
+
+namespace {
+
+// The tensor a collective of `group` can take: `t` itself, or (NCCL and a
+// CPU tensor) a copy on the group's device.
+torch::Tensor comm_tensor(
+    const std::string& backend, torch::Device device, const torch::Tensor& t) {
+  return backend == "nccl" && !t.is_cuda() ? t.to(device) : t;
+}
+
+}  // namespace
 
 ProcessGroup::ProcessGroup(std::unique_ptr<Impl> impl)
     : impl_(std::move(impl)) {}
@@ -201,6 +216,10 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(
       options.timeout().count() > 0,
       "sbgm distributed: the timeout must be > 0 ms, got ",
       options.timeout().count());
+  TORCH_CHECK(
+      options.init_timeout().count() > 0,
+      "sbgm distributed: init_timeout must be > 0 ms, got ",
+      options.init_timeout().count());
   auto impl = std::make_unique<Impl>();
   impl->info = info;
   const bool cuda = options.device().is_cuda();
@@ -232,7 +251,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(
     so.isServer = info.rank == 0 && !info.agent_store;
     so.numWorkers = static_cast<std::size_t>(info.world_size);
     so.waitWorkers = !info.agent_store;
-    so.timeout = options.timeout();
+    so.timeout = options.init_timeout();
     c10::intrusive_ptr<c10d::Store> store =
         c10::make_intrusive<c10d::TCPStore>(info.master_addr, so);
     if (info.agent_store) {
@@ -252,9 +271,46 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(
         ":",
         info.master_port,
         " (MASTER_ADDR:MASTER_PORT) within ",
-        options.timeout().count(),
+        options.init_timeout().count(),
         " ms: ",
         error_text(e));
+  }
+
+  // Every rank alive before the backend's (possibly shorter) timeout
+  // starts counting: a count in the store.
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t joined = 0;
+    try {
+      joined = impl->store->add("sbgm/joined", 1);
+      while (joined < info.world_size &&
+             std::chrono::steady_clock::now() - t0 < options.init_timeout()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        joined = impl->store->add("sbgm/joined", 0);
+      }
+    } catch (const std::exception& e) {
+      TORCH_CHECK(
+          false,
+          "sbgm distributed: ",
+          where,
+          ": the store at ",
+          info.master_addr,
+          ":",
+          info.master_port,
+          " failed while the ranks joined: ",
+          error_text(e));
+    }
+    TORCH_CHECK(
+        joined >= info.world_size,
+        "sbgm distributed: ",
+        where,
+        ": only ",
+        joined,
+        " of ",
+        info.world_size,
+        " ranks joined within ",
+        options.init_timeout().count(),
+        " ms (init_timeout)");
   }
 
   try {
@@ -395,6 +451,9 @@ void PendingOp::wait() {
   impl_->done = true;
   try {
     impl_->work->wait(impl_->group->timeout());
+    if (impl_->staged.defined()) {
+      impl_->target.copy_(impl_->staged);
+    }
   } catch (const std::exception& e) {
     impl_->group->fail(impl_->what, error_text(e));
   }
@@ -413,7 +472,12 @@ PendingOp ProcessGroup::allreduce_sum_async_(
   op.impl_->group = this;
   op.impl_->what = what;
   try {
-    std::vector<at::Tensor> ts{tensor};
+    std::vector<at::Tensor> ts{
+        comm_tensor(impl_->backend_name, impl_->options.device(), tensor)};
+    if (!ts[0].is_same(tensor)) {
+      op.impl_->staged = ts[0];
+      op.impl_->target = tensor;
+    }
     op.impl_->work = impl_->group->allreduce(ts);
   } catch (const std::exception& e) {
     fail(what, error_text(e));
@@ -468,7 +532,8 @@ void ProcessGroup::allreduce_mean_bucketed_(
 std::vector<torch::Tensor> ProcessGroup::allgather(
     const torch::Tensor& tensor, const std::string& what) {
   check_group(impl_->group, what.c_str());
-  std::vector<at::Tensor> in{tensor.contiguous()};
+  std::vector<at::Tensor> in{comm_tensor(
+      impl_->backend_name, impl_->options.device(), tensor.contiguous())};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int64_t r = 0; r < world_size(); ++r) {
     out[0].push_back(torch::empty_like(in[0]));
@@ -477,6 +542,11 @@ std::vector<torch::Tensor> ProcessGroup::allgather(
     impl_->group->allgather(out, in)->wait(timeout());
   } catch (const std::exception& e) {
     fail(what, error_text(e));
+  }
+  if (in[0].device() != tensor.device()) {
+    for (auto& t : out[0]) {
+      t = t.to(tensor.device());
+    }
   }
   return out[0];
 }
@@ -507,7 +577,8 @@ void ProcessGroup::broadcast_(
     for (auto& t : ts) {
       flat.push_back(t.reshape({-1}));
     }
-    std::vector<at::Tensor> buf{torch::cat(flat)};
+    std::vector<at::Tensor> buf{comm_tensor(
+        impl_->backend_name, impl_->options.device(), torch::cat(flat))};
     try {
       c10d::BroadcastOptions bo;
       bo.rootRank = root;

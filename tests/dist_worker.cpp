@@ -21,7 +21,8 @@
 //                          (bucketed); default flat
 //     --ckpt PATH          checkpoint (resumed when present)
 //     --kill-at K          rank 1 kills itself (SIGKILL) in step K's loss
-// Options after the mode: --timeout-ms N (default 5000).
+// Options after the mode: --timeout-ms N, the collectives' timeout (default
+// 30000; the fault tests set a few seconds).
 // Exits 0 on success, 1 with "rank R error: ..." on stderr on a failure.
 
 #include <torch/torch.h>
@@ -208,7 +209,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: sbgm_dist_worker MODE ...\n";
     return 2;
   }
-  int64_t timeout_ms = 5000;
+  int64_t timeout_ms = 30000;
   for (size_t i = 0; i + 1 < args.size(); ++i) {
     if (args[i] == "--timeout-ms") {
       timeout_ms = std::stoll(args[i + 1]);
@@ -222,8 +223,11 @@ int main(int argc, char** argv) {
     if (mode != "train" || info.world_size > 1) {
       group = dist::ProcessGroup::create(
           info,
-          dist::ProcessGroupOptions().timeout(
-              std::chrono::milliseconds(timeout_ms)));
+          dist::ProcessGroupOptions()
+              .timeout(std::chrono::milliseconds(timeout_ms))
+              // Starting may take long on a loaded machine; only the
+              // collectives' timeout is under test.
+              .init_timeout(std::chrono::seconds(120)));
     }
     if (mode == "train") {
       return train(group, args);

@@ -122,6 +122,12 @@ TEST(ProcessGroupOptions, BadOptionsAreNamed) {
           info,
           dist::ProcessGroupOptions().timeout(std::chrono::milliseconds(0))),
       "the timeout must be > 0 ms, got 0");
+  EXPECT_THROW_MSG(
+      dist::ProcessGroup::create(
+          info,
+          dist::ProcessGroupOptions().init_timeout(
+              std::chrono::milliseconds(-1))),
+      "init_timeout must be > 0 ms, got -1");
   if (!dist::nccl_available()) {
     EXPECT_THROW_MSG(
         dist::ProcessGroup::create(

@@ -80,9 +80,13 @@ bool nccl_available();
 ///
 /// Example: `ProcessGroupOptions().timeout(std::chrono::seconds(30))`
 struct ProcessGroupOptions {
-  /// Longest wait of any collective, of the rendezvous and of the store.
-  /// Default: 300 s.
+  /// Longest wait of any collective. Default: 300 s.
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::seconds(300);
+  /// Longest wait for every rank to reach the store and join (processes
+  /// may start far apart); the collectives' timeout starts counting only
+  /// once all have joined. Default: 300 s.
+  TORCH_ARG(std::chrono::milliseconds, init_timeout) =
+      std::chrono::seconds(300);
   /// Default: Auto.
   TORCH_ARG(Backend, backend) = Backend::Auto;
   /// The device of the tensors the group reduces (CUDA picks NCCL under
@@ -103,6 +107,7 @@ class PendingOp {
   PendingOp() = default;
   /// Waits for it (at most the group's timeout); throws as the blocking
   /// call would. A default-constructed or finished op returns at once.
+  /// The group must outlive the op.
   void wait();
   bool defined() const {
     return static_cast<bool>(impl_);
