@@ -65,12 +65,14 @@ struct RankRun {
 /// Once a rank has failed, the others get `grace_s` seconds to end on their
 /// own before they are killed; after `guard_s` seconds in all, every rank
 /// left is killed and the test fails (a hang guard, not a timing check).
+/// `slurm`: the ranks get Slurm's SLURM_PROCID, SLURM_NTASKS and
+/// SLURM_LOCALID instead of torchrun's RANK, WORLD_SIZE and LOCAL_RANK.
 inline std::vector<RankRun> run_ranks(
     int world,
     const std::vector<std::string>& args,
     double guard_s = 60,
     double grace_s = 30,
-    const std::map<std::string, std::string>& extra_env = {}) {
+    bool slurm = false) {
   static std::atomic<int> launch{0};
   const auto dir = std::filesystem::temp_directory_path() /
                    ("sbgm_ranks_" + std::to_string(::getpid()) + "_" +
@@ -88,20 +90,18 @@ inline std::vector<RankRun> run_ranks(
       const auto eq = kv.find('=');
       const std::string k = kv.substr(0, eq);
       if (eq == std::string::npos || k.rfind("SLURM_", 0) == 0 ||
-          k.rfind("TORCHELASTIC_", 0) == 0) {
+          k.rfind("TORCHELASTIC_", 0) == 0 || k == "RANK" ||
+          k == "WORLD_SIZE" || k == "LOCAL_RANK") {
         continue;
       }
       env[k] = kv.substr(eq + 1);
     }
-    env["RANK"] = std::to_string(r);
-    env["WORLD_SIZE"] = std::to_string(world);
-    env["LOCAL_RANK"] = std::to_string(r);
+    env[slurm ? "SLURM_PROCID" : "RANK"] = std::to_string(r);
+    env[slurm ? "SLURM_NTASKS" : "WORLD_SIZE"] = std::to_string(world);
+    env[slurm ? "SLURM_LOCALID" : "LOCAL_RANK"] = std::to_string(r);
     env["MASTER_ADDR"] = "127.0.0.1";
     env["MASTER_PORT"] = std::to_string(port);
     env["OMP_NUM_THREADS"] = "1";
-    for (const auto& kv : extra_env) {
-      env[kv.first] = kv.second;
-    }
     std::vector<std::string> env_strings, argv_strings{SBGM_DIST_WORKER};
     for (const auto& kv : env) {
       env_strings.push_back(kv.first + "=" + kv.second);

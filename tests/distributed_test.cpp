@@ -191,6 +191,18 @@ TEST_F(TwoRanks, CollectivesAgree) {
   }
 }
 
+TEST_F(TwoRanks, SlurmVariablesFormTheGroup) {
+  // As srun starts tasks: SLURM_PROCID / SLURM_NTASKS, MASTER_ADDR given.
+  auto runs = test::run_ranks(
+      2, {"collectives", dir.file("out")}, 60, 30, /*slurm=*/true);
+  for (auto& r : runs) {
+    ASSERT_EQ(r.exit_code, 0) << r.log;
+  }
+  std::vector<torch::Tensor> t;
+  torch::load(t, dir.file("out.rank1.pt"));
+  EXPECT_TRUE(test::all_close(t[0], torch::full({5}, 3.0, torch::kDouble)));
+}
+
 TEST_F(TwoRanks, KilledRankEndsThePeerWithAnError) {
   // Rank 1 dies by SIGKILL before step 3; rank 0, waiting in the all-reduce
   // of step 3, must exit 1 and say where (timeout 5 s; the guard in
