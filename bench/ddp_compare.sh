@@ -78,14 +78,14 @@ for ((k = 0; k < repeat; k++)); do
 done
 med() { tr ' ' '\n' <<<"${runs[$1]}" | sed '/^$/d' | median; }
 range() { tr ' ' '\n' <<<"${runs[$1]}" | sed '/^$/d' | sort -g | sed -n '1p;$p' | paste -sd- -; }
-s1=$(med sbgm,1) s2=$(med sbgm,$procs) p1=$(med pytorch,1) p2=$(med pytorch,$procs)
+s1=$(med sbgm,1) s2=$(med "sbgm,$procs") p1=$(med pytorch,1) p2=$(med "pytorch,$procs")
 printf '\nMNIST U-Net training, batch %s per process, one thread each, %s timed steps, median of %s (range)\n\n' \
   "$batch" "$steps" "$repeat"
 printf '| images/s | 1 process | %s processes | %s / 1 |\n| --- | ---: | ---: | ---: |\n' "$procs" "$procs"
 printf '| sbgm (Trainer, c10d Gloo) | %.0f (%s) | %.0f (%s) | %.2fx |\n' \
-  "$s1" "$(range sbgm,1)" "$s2" "$(range sbgm,$procs)" "$(echo "$s2 / $s1" | bc -l)"
+  "$s1" "$(range sbgm,1)" "$s2" "$(range "sbgm,$procs")" "$(echo "$s2 / $s1" | bc -l)"
 printf '| PyTorch DDP (Gloo) | %.0f (%s) | %.0f (%s) | %.2fx |\n' \
-  "$p1" "$(range pytorch,1)" "$p2" "$(range pytorch,$procs)" "$(echo "$p2 / $p1" | bc -l)"
+  "$p1" "$(range pytorch,1)" "$p2" "$(range "pytorch,$procs")" "$(echo "$p2 / $p1" | bc -l)"
 printf '\nsbgm / PyTorch at %s processes: %.2fx\n' "$procs" "$(echo "$s2 / $p2" | bc -l)"
 if [ -s "$tmp/allreduce" ]; then
   # The step's one all-reduce timed alone: the most that overlapping it with

@@ -1,10 +1,10 @@
 #include "sbgm/gmm.h"
-#include "sbgm/random.h"
 
 #include <cmath>
 
 #include "internal.h"
 #include "sbgm/process.h"
+#include "sbgm/random.h"
 
 namespace sbgm {
 

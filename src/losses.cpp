@@ -1,9 +1,9 @@
 #include "sbgm/losses.h"
-#include "sbgm/random.h"
 
 #include <cmath>
 
 #include "internal.h"
+#include "sbgm/random.h"
 
 namespace sbgm {
 

@@ -1,5 +1,4 @@
 #include "sbgm/model_file.h"
-#include "sbgm/random.h"
 
 #include <cmath>
 #include <cstdio>
@@ -9,6 +8,7 @@
 
 #include "sbgm/io/safetensors.h"
 #include "sbgm/precondition.h"
+#include "sbgm/random.h"
 #include "sbgm/schedule.h"
 #include "sbgm/sde.h"
 #include "sbgm/train/ema.h"

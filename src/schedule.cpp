@@ -1,5 +1,4 @@
 #include "sbgm/schedule.h"
-#include "sbgm/random.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,6 +8,7 @@
 #include <sstream>
 
 #include "internal.h"
+#include "sbgm/random.h"
 #include "sbgm/warnings.h"
 
 namespace sbgm {

@@ -1,7 +1,8 @@
 #include "sbgm/torchscript.h"
-#include "sbgm/random.h"
 
 #include <torch/script.h>
+
+#include "sbgm/random.h"
 
 namespace sbgm {
 
