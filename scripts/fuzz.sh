@@ -11,7 +11,7 @@
 # committed seed corpus (tests/fuzz/corpus/TARGET) plus what earlier runs
 # found (kept in ${SBGM_FUZZ_DIR:-build/fuzz}/corpus/TARGET); a crash,
 # sanitizer report, leak (idx), timeout (SBGM_FUZZ_TIMEOUT, 10 s) or
-# allocation over 2 GiB
+# allocation over 2 GiB (SBGM_FUZZ_SEED fixes libFuzzer's seed; 0: random)
 # fails the run and leaves its input in build/fuzz/artifacts/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,7 +66,8 @@ for t in "${targets[@]}"; do
   [ "$t" = model_file ] && leaks=0
   ASAN_OPTIONS="detect_leaks=$leaks:detect_odr_violation=0:allocator_may_return_null=0" \
     OMP_NUM_THREADS=1 "$out/${t}_fuzz" "$out/corpus/$t" \
-    -max_total_time="$secs" -timeout="${SBGM_FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+    -max_total_time="$secs" -timeout="${SBGM_FUZZ_TIMEOUT:-10}" \
+    -seed="${SBGM_FUZZ_SEED:-0}" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
     -artifact_prefix="$out/artifacts/$t-" -print_final_stats=1 \
     >"$out/$t.log" 2>&1 &
   pids+=($!)
