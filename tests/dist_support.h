@@ -25,8 +25,6 @@
 
 #include "support.h"
 
-extern char** environ;
-
 namespace sbgm::test {
 
 /// A TCP port that was free a moment ago (bound to port 0 and released).
@@ -84,54 +82,25 @@ inline std::vector<RankRun> run_ranks(
   std::vector<std::string> logs(world);
   const auto t0 = std::chrono::steady_clock::now();
   for (int r = 0; r < world; ++r) {
-    std::map<std::string, std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string kv(*e);
-      const auto eq = kv.find('=');
-      const std::string k = kv.substr(0, eq);
-      if (eq == std::string::npos || k.rfind("SLURM_", 0) == 0 ||
-          k.rfind("TORCHELASTIC_", 0) == 0 || k == "RANK" ||
-          k == "WORLD_SIZE" || k == "LOCAL_RANK") {
-        continue;
-      }
-      env[k] = kv.substr(eq + 1);
-    }
+    auto env = environment_without([](const std::string& k) {
+      return k.rfind("SLURM_", 0) == 0 || k.rfind("TORCHELASTIC_", 0) == 0 ||
+             k == "RANK" || k == "WORLD_SIZE" || k == "LOCAL_RANK";
+    });
     env[slurm ? "SLURM_PROCID" : "RANK"] = std::to_string(r);
     env[slurm ? "SLURM_NTASKS" : "WORLD_SIZE"] = std::to_string(world);
     env[slurm ? "SLURM_LOCALID" : "LOCAL_RANK"] = std::to_string(r);
     env["MASTER_ADDR"] = "127.0.0.1";
     env["MASTER_PORT"] = std::to_string(port);
     env["OMP_NUM_THREADS"] = "1";
-    std::vector<std::string> env_strings, argv_strings{SBGM_DIST_WORKER};
-    for (const auto& kv : env) {
-      env_strings.push_back(kv.first + "=" + kv.second);
-    }
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> envp, argv;
-    for (auto& s : env_strings) {
-      envp.push_back(s.data());
-    }
-    envp.push_back(nullptr);
-    for (auto& s : argv_strings) {
-      argv.push_back(s.data());
-    }
-    argv.push_back(nullptr);
     logs[r] = (dir / ("rank" + std::to_string(r) + ".log")).string();
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(
-        &fa, 1, logs[r].c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = posix_spawn(
-        &pids[r], SBGM_DIST_WORKER, &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
+    try {
+      pids[r] = spawn(SBGM_DIST_WORKER, args, env, logs[r]);
+    } catch (...) {
       for (int q = 0; q < r; ++q) {
         ::kill(pids[q], SIGKILL);
         ::waitpid(pids[q], nullptr, 0);
       }
-      throw std::runtime_error(
-          std::string("posix_spawn of ") + SBGM_DIST_WORKER + " failed");
+      throw;
     }
   }
   auto elapsed = [&] {

@@ -2,15 +2,22 @@
 
 // Shared test fixtures: seeding, devices, closeness helpers.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spawn.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+extern char** environ;
 
 namespace sbgm::test {
 
@@ -151,6 +158,57 @@ inline std::string read_file(const std::string& path) {
 inline void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;
+}
+
+/// This process's environment, without the variables `drop` accepts.
+inline std::map<std::string, std::string> environment_without(
+    const std::function<bool(const std::string& name)>& drop) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv(*e);
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos && !drop(kv.substr(0, eq))) {
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  return env;
+}
+
+/// Starts `exe` with `args` and `env` by posix_spawn (a fresh exec: this
+/// process's LibTorch threads are never forked), its stdout and stderr into
+/// the file `log`. Returns its pid; throws when it cannot start.
+inline pid_t spawn(
+    const std::string& exe,
+    const std::vector<std::string>& args,
+    const std::map<std::string, std::string>& env,
+    const std::string& log) {
+  std::vector<std::string> env_strings, argv_strings{exe};
+  for (const auto& kv : env) {
+    env_strings.push_back(kv.first + "=" + kv.second);
+  }
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> envp, argv;
+  for (auto& s : env_strings) {
+    envp.push_back(s.data());
+  }
+  envp.push_back(nullptr);
+  for (auto& s : argv_strings) {
+    argv.push_back(s.data());
+  }
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(
+      &fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc =
+      posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    throw std::runtime_error("posix_spawn of " + exe + " failed");
+  }
+  return pid;
 }
 
 }  // namespace sbgm::test

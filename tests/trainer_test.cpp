@@ -239,8 +239,11 @@ TEST_F(TrainerTest, LearningRateWarmupAndCsvLog) {
   Trainer c(
       toy.net,
       toy.loss(),
-      TrainerOptions(20).lr(1e-2).lr_warmup(4).lr_schedule(
-          LRSchedule::Cosine).log_every(5));
+      TrainerOptions(20)
+          .lr(1e-2)
+          .lr_warmup(4)
+          .lr_schedule(LRSchedule::Cosine)
+          .log_every(5));
   std::vector<double> lrs;
   c.on_log([&](const TrainLogEntry& e) { lrs.push_back(e.lr); });
   c.run();
@@ -283,7 +286,13 @@ TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
       },
       TrainerOptions(20).log_every(5).checkpoint_path(ckpt).checkpoint_every(
           5));
-  EXPECT_THROW_MSG(t.run(), "last good checkpoint is '" + ckpt + "' (step 5)");
+  // The first bad step is named, with no per-step host sync.
+  EXPECT_THROW_MSG(
+      t.run(),
+      "loss became non-finite (nan) at step 7; training stopped "
+      "(NonFinitePolicy::Skip would skip such steps); the last good "
+      "checkpoint is '" +
+          ckpt + "' (step 5)");
   EXPECT_EQ(read_checkpoint_info(ckpt).step, 5);
   EXPECT_FALSE(fs::exists(ckpt + ".tmp"));
   // Its weights are finite.
@@ -299,6 +308,22 @@ TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
       [&](int64_t s) { return other.loss()(s) * INFINITY; },
       TrainerOptions(4).log_every(2));
   EXPECT_THROW_MSG(u.run(), "non-finite");
+  // An infinite gradient with a finite loss is named as such.
+  Toy third;
+  auto base3 = third.loss();
+  Trainer v(
+      third.net,
+      [&](int64_t step) {
+        auto l = base3(step);
+        if (step == 3) {
+          // sqrt at 0: a finite value (0) with an infinite gradient.
+          auto w = third.net->parameters()[0].flatten()[0];
+          l = l + torch::sqrt(w - w.detach());
+        }
+        return l;
+      },
+      TrainerOptions(10).log_every(5).grad_clip(0.0));
+  EXPECT_THROW_MSG(v.run(), "gradient norm became non-finite (inf) at step 3");
 }
 
 TEST_F(TrainerTest, ResumeRefusesADamagedCheckpointAndLeavesIt) {
