@@ -464,13 +464,16 @@ Workload mnist_run(torch::Device device, const std::string& sampler) {
 }
 
 // Classifier-free guidance against plain conditional sampling, per sampler
-// step (dpmpp_2m): <guided|conditional>_<mlp|mnist>. mlp: 1,000 points and
-// a 128-unit class-conditional MLP (8 classes) on the VP SDE, 20 steps;
-// mnist: 64 images and the demo's U-Net with 10 classes, 10 steps. A guided
-// step makes one batched forward over twice the batch.
+// step (dpmpp_2m): <guided|conditional>_<mlp|mnist|mnist_every>. mlp: 1,000
+// points and a 128-unit class-conditional MLP (8 classes) on the VP SDE, 20
+// steps; mnist: 64 images and the conditional demo's U-Net with 10 classes
+// in the up path (class_up_path_only), 10 steps; mnist_every: the same U-Net
+// with the class in every block. A guided step makes one call for both
+// halves: the MLP and mnist_every run over twice the batch, mnist runs its
+// down path and middle once and its up path over twice the batch.
 Workload guidance_run(
     torch::Device device, const std::string& kind, bool guided) {
-  const bool images = kind == "mnist";
+  const bool images = kind != "mlp";
   const int64_t n = images ? kMnistSampleBatch : 1000, steps = images ? 10 : 20;
   auto process = std::make_shared<VPSDE>();
   std::shared_ptr<Model> model;
@@ -478,7 +481,8 @@ Workload guidance_run(
   int64_t classes = 8;
   if (images) {
     classes = 10;
-    UNet net(UNetOptions(1).num_classes(classes));
+    UNet net(UNetOptions(1).num_classes(classes).class_up_path_only(
+        kind == "mnist"));
     net->to(device);
     net->eval();
     model = std::make_shared<Model>(net, Prediction::Epsilon);
@@ -553,7 +557,7 @@ Workload make_workload(const std::string& name, torch::Device device) {
     return mnist_forward(device);
   if (name == "gemm_peak")
     return gemm_peak(device);
-  for (const char* kind : {"mlp", "mnist"}) {
+  for (const char* kind : {"mlp", "mnist", "mnist_every"}) {
     if (name == std::string("guided_") + kind) {
       return guidance_run(device, kind, true);
     }
@@ -583,7 +587,7 @@ Workload make_workload(const std::string& name, torch::Device device) {
       "' (swiss_train[_flat|_naive], swiss_sample[_naive|_graph], "
       "mnist_train[_naive], mnist_sample[_graph], mnist_forward, gemm_peak, "
       "sample_<sampler>_<gmm|mlp>, mnist_run_<sampler>, "
-      "<guided|conditional>_<mlp|mnist>)");
+      "<guided|conditional>_<mlp|mnist|mnist_every>)");
 }
 
 }  // namespace sbgm::bench

@@ -66,20 +66,17 @@ Model classifier_free_guidance(
         if (w == 1) {
           return inner(x, t, c);
         }
-        // One batched forward: [x; x] at [t; t] with [c; ∅]. A time shared
-        // by the batch (0-dim or stride 0) stays shared.
-        const int64_t n = x.size(0);
-        const bool shared_t = t.dim() == 0 || (n > 0 && t.stride(0) == 0);
-        auto t2 = shared_t ? t.reshape({-1}).slice(0, 0, 1).expand({2 * n})
-                           : torch::cat({t, t});
         TORCH_CHECK(
             uncond.defined(),
             "classifier_free_guidance: integer conditions need "
             "GuidanceOptions::null_class (the net's num_classes) to batch the "
             "unconditional half with the conditional one");
-        auto out = inner(torch::cat({x, x}), t2, torch::cat({c, uncond}));
-        auto cond_out = out.slice(0, 0, n);
-        auto uncond_out = out.slice(0, n, 2 * n);
+        // One call for both halves: a batched forward over [x; x] with
+        // [c; ∅], or a net's own forward_conditions, which shares the part
+        // that does not see the condition.
+        auto outs = inner.evaluate_conditions(x, t, {c, uncond});
+        const auto& cond_out = outs[0];
+        const auto& uncond_out = outs[1];
         auto guided = uncond_out + w * (cond_out - uncond_out);
         if (phi > 0) {
           auto rescaled = guided * (sample_std(cond_out) / sample_std(guided));

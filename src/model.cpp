@@ -53,8 +53,9 @@ Model::Model(ModelFn fn, Prediction prediction, int64_t discrete_steps)
 }
 
 Model::Model(Fns fns, Prediction prediction, int64_t discrete_steps)
-    : fn_(std::move(fns.first)),
-      cond_fn_(std::move(fns.second)),
+    : fn_(std::move(fns.fn)),
+      cond_fn_(std::move(fns.cond_fn)),
+      set_fn_(std::move(fns.set_fn)),
       prediction_(prediction),
       discrete_steps_(discrete_steps) {
   TORCH_CHECK(
@@ -67,8 +68,16 @@ Model::Model(Fns fns, Prediction prediction, int64_t discrete_steps)
 }
 
 Model Model::conditional(
-    CondModelFn fn, Prediction prediction, int64_t discrete_steps) {
-  return Model(Fns(ModelFn(), std::move(fn)), prediction, discrete_steps);
+    CondModelFn fn,
+    Prediction prediction,
+    int64_t discrete_steps,
+    CondSetModelFn set_fn) {
+  TORCH_CHECK(
+      static_cast<bool>(fn), "Model::conditional: the callable is empty");
+  return Model(
+      Fns{ModelFn(), std::move(fn), std::move(set_fn)},
+      prediction,
+      discrete_steps);
 }
 
 Model Model::with_condition(torch::Tensor cond) const {
@@ -117,6 +126,76 @@ torch::Tensor Model::operator()(
     detail::check_same_device(cond, "the condition", x, "x", "Model");
   }
   return checked(cond_fn_(x, t, cond), x);
+}
+
+std::vector<torch::Tensor> Model::evaluate_conditions(
+    const torch::Tensor& x,
+    const torch::Tensor& t,
+    const std::vector<torch::Tensor>& conds) const {
+  TORCH_CHECK(
+      cond_fn_,
+      "Model::evaluate_conditions: this ",
+      to_string(prediction_),
+      " model takes no condition");
+  TORCH_CHECK(
+      !conds.empty(), "Model::evaluate_conditions: no condition was given");
+  TORCH_CHECK(
+      x.dim() >= 1 && x.size(0) > 0,
+      "Model::evaluate_conditions: x needs a non-empty batch, got shape ",
+      detail::shape_str(x));
+  const int64_t n = x.size(0);
+  const auto k = static_cast<int64_t>(conds.size());
+  for (int64_t i = 0; i < k; ++i) {
+    const auto& c = conds[static_cast<size_t>(i)];
+    TORCH_CHECK(
+        c.defined(),
+        "Model::evaluate_conditions: condition ",
+        i,
+        " is undefined; pass the network's null class (or zeros) instead");
+    TORCH_CHECK(
+        c.dim() >= 1 && c.size(0) == n,
+        "Model::evaluate_conditions: condition ",
+        i,
+        " has shape ",
+        detail::shape_str(c),
+        " for a batch of ",
+        n,
+        "; it needs one row per sample");
+    detail::check_same_device(
+        c, "the condition", x, "x", "Model::evaluate_conditions");
+  }
+  std::vector<torch::Tensor> outs;
+  if (k == 1) {
+    outs.push_back(checked(cond_fn_(x, t, conds[0]), x));
+    return outs;
+  }
+  if (set_fn_) {
+    outs = set_fn_(x, t, conds);
+    TORCH_CHECK(
+        static_cast<int64_t>(outs.size()) == k,
+        "Model::evaluate_conditions: the model returned ",
+        outs.size(),
+        " outputs for ",
+        k,
+        " conditions");
+    for (auto& o : outs) {
+      checked(o, x);
+    }
+    return outs;
+  }
+  // One batched call over K copies of x. A time shared by the batch (0-dim
+  // or stride 0) stays shared; per-sample times are repeated.
+  const bool shared_t = t.dim() == 0 || (t.dim() == 1 && t.stride(0) == 0);
+  auto tk =
+      shared_t
+          ? t.reshape({-1}).slice(0, 0, 1).expand({k * n})
+          : torch::cat(std::vector<torch::Tensor>(static_cast<size_t>(k), t));
+  auto xk = torch::cat(std::vector<torch::Tensor>(static_cast<size_t>(k), x));
+  auto out = checked(cond_fn_(xk, tk, torch::cat(conds)), xk);
+  for (int64_t i = 0; i < k; ++i) {
+    outs.push_back(out.slice(0, i * n, (i + 1) * n));
+  }
+  return outs;
 }
 
 torch::Tensor Model::checked(

@@ -154,7 +154,8 @@ json unet_json(const UNetOptions& o) {
       {"time_scale", o.time_scale()},
       {"divide_by_sigma", static_cast<bool>(o.marginal_std())},
       {"num_classes", o.num_classes()},
-      {"class_dropout", o.class_dropout()}};
+      {"class_dropout", o.class_dropout()},
+      {"class_up_path_only", o.class_up_path_only()}};
 }
 
 UNetOptions unet_from_json(const json& j) {
@@ -172,7 +173,8 @@ UNetOptions unet_from_json(const json& j) {
       .fourier_scale(j.at("fourier_scale").get<double>())
       .time_scale(j.at("time_scale").get<double>())
       .num_classes(j.value("num_classes", int64_t{0}))
-      .class_dropout(j.value("class_dropout", 0.1));
+      .class_dropout(j.value("class_dropout", 0.1))
+      .class_up_path_only(j.value("class_up_path_only", false));
 }
 
 json transform_json(const DataTransform& d) {

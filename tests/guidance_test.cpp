@@ -4,6 +4,7 @@
 
 #include "sbgm/guidance.h"
 
+#include <ATen/record_function.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -47,6 +48,47 @@ GaussianMixture component(const GaussianMixture& g, int64_t k) {
 
 torch::Tensor labels(int64_t n, int64_t k) {
   return torch::full({n}, k, torch::kLong);
+}
+
+// A float64 U-Net with random class embeddings (they start at zero).
+sbgm::UNet class_unet(bool up_path_only) {
+  torch::manual_seed(3);
+  sbgm::UNet net(sbgm::UNetOptions(1)
+                     .channels({8, 16})
+                     .groups(4)
+                     .num_classes(10)
+                     .class_up_path_only(up_path_only));
+  net->to(torch::kDouble);
+  torch::NoGradGuard ng;
+  for (auto& p : net->named_parameters()) {
+    if (p.key().find("class_embed") != std::string::npos) {
+      p.value().normal_();
+    }
+  }
+  net->eval();
+  return net;
+}
+
+// The batch size of every convolution run while `fn` runs (a RecordFunction
+// observer on aten::convolution).
+std::vector<int64_t> conv_batches(const std::function<void()>& fn) {
+  static thread_local std::vector<int64_t>* seen = nullptr;
+  std::vector<int64_t> batches;
+  seen = &batches;
+  auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(
+          [](const at::RecordFunction& f)
+              -> std::unique_ptr<at::ObserverContext> {
+            if (std::string(f.name()) == "aten::convolution") {
+              seen->push_back(f.inputs()[0].toTensor().size(0));
+            }
+            return nullptr;
+          })
+          .needsInputs(true));
+  fn();
+  at::removeCallback(handle);
+  seen = nullptr;
+  return batches;
 }
 
 }  // namespace
@@ -328,6 +370,120 @@ TEST(ConditionalNets, UNetEmbedsClasses) {
   auto u = net->forward(x, t), k = net->forward(x, t, c);
   EXPECT_TRUE(sbgm::test::all_close(
       guided.with_condition(c)(x, t), u + 2 * (k - u), 1e-5, 1e-5));
+}
+
+// forward_conditions equals one forward per condition, and with
+// class_up_path_only the down path and middle run once for all of them: in
+// a guided call the convolutions before the up path see N rows, not 2 N.
+TEST(ConditionalNets, UNetSharesTheDownPathBetweenConditions) {
+  const auto x = torch::randn({3, 1, 8, 8}, torch::kDouble);
+  const auto t = torch::rand({3}, torch::kDouble);
+  const std::vector<torch::Tensor> conds{
+      torch::tensor({1, 2, 3}), labels(3, 10), torch::tensor({7, 7, 0})};
+  for (bool up_only : {false, true}) {
+    auto net = class_unet(up_only);
+    const Model model(net, Prediction::Epsilon);
+    EXPECT_TRUE(model.shares_condition_work());
+    std::vector<torch::Tensor> outs;
+    const auto batches =
+        conv_batches([&] { outs = model.evaluate_conditions(x, t, conds); });
+    ASSERT_EQ(outs.size(), 3u);
+    for (size_t k = 0; k < conds.size(); ++k) {
+      EXPECT_TRUE(sbgm::test::all_close(
+          outs[k], net->forward(x, t, conds[k]), 1e-12, 1e-12))
+          << "up_path_only " << up_only << ", condition " << k;
+    }
+    // Without class_up_path_only every block sees the class: all at 3 N.
+    // With it: conv_in, the down path and the middle at N, the rest at 3 N.
+    int64_t at_n = 0, at_3n = 0;
+    for (auto b : batches) {
+      at_n += b == 3;
+      at_3n += b == 9;
+    }
+    EXPECT_EQ(at_n + at_3n, static_cast<int64_t>(batches.size()));
+    if (up_only) {
+      // conv_in, 2 blocks of 2 (plus a 1x1 skip), a downsample, the middle's
+      // 2 blocks of 2 and its attention's 2.
+      EXPECT_EQ(at_n, 1 + 2 + 3 + 1 + 4 + 2);
+      EXPECT_GT(at_3n, 0);
+    } else {
+      EXPECT_EQ(at_n, 0);
+    }
+    // The guided model is the same whichever way the halves are evaluated:
+    // against a wrapper that hides forward_conditions (a batched forward).
+    auto hidden = Model::conditional(
+        [net](
+            const torch::Tensor& xx,
+            const torch::Tensor& tt,
+            const torch::Tensor& c) mutable { return net->forward(xx, tt, c); },
+        Prediction::Epsilon);
+    EXPECT_FALSE(hidden.shares_condition_work());
+    for (double phi : {0.0, 0.7}) {
+      auto opts = GuidanceOptions(2.5).null_class(10).rescale(phi);
+      EXPECT_TRUE(sbgm::test::all_close(
+          sbgm::classifier_free_guidance(model, opts)(x, t, conds[0]),
+          sbgm::classifier_free_guidance(hidden, opts)(x, t, conds[0]),
+          1e-12,
+          1e-12));
+    }
+    // A shared time (0-dim) works too.
+    const auto t0 = torch::tensor(0.3, torch::kDouble);
+    EXPECT_TRUE(sbgm::test::all_close(
+        model.evaluate_conditions(x, t0, conds)[2],
+        net->forward(x, t0, conds[2]),
+        1e-12,
+        1e-12));
+  }
+}
+
+TEST(ConditionalModel, EvaluateConditionsErrors) {
+  auto net = class_unet(true);
+  const Model model(net, Prediction::Epsilon);
+  const auto x = torch::randn({3, 1, 8, 8}, torch::kDouble);
+  const auto t = torch::rand({3}, torch::kDouble);
+  EXPECT_THROW_MSG(
+      model.evaluate_conditions(x, t, {}),
+      "Model::evaluate_conditions: no condition was given");
+  EXPECT_THROW_MSG(
+      model.evaluate_conditions(x, t, {labels(3, 1), torch::Tensor()}),
+      "Model::evaluate_conditions: condition 1 is undefined");
+  EXPECT_THROW_MSG(
+      model.evaluate_conditions(x, t, {labels(3, 1), labels(4, 2)}),
+      "Model::evaluate_conditions: condition 1 has shape [4] for a batch of "
+      "3; it needs one row per sample");
+  EXPECT_THROW_MSG(
+      net->forward_conditions(x, t, {labels(3, 1), labels(2, 2)}),
+      "UNet::forward_conditions: condition 1 has shape [2]; each needs one "
+      "label per sample (3)");
+  EXPECT_THROW_MSG(
+      net->forward_conditions(x, t, {labels(3, 1), labels(3, 11)}),
+      "UNet: class labels must lie in [0, 10] (10: no class), got values in "
+      "[11, 11]");
+  EXPECT_THROW_MSG(
+      Model(
+          [](const torch::Tensor& xx, const torch::Tensor&) { return xx; },
+          Prediction::Epsilon)
+          .evaluate_conditions(torch::randn({2, 2}), torch::rand({2}), {}),
+      "Model::evaluate_conditions: this epsilon model takes no condition");
+  // A set_fn that returns the wrong number of outputs is named.
+  auto bad = Model::conditional(
+      [net](
+          const torch::Tensor& xx,
+          const torch::Tensor& tt,
+          const torch::Tensor& c) mutable { return net->forward(xx, tt, c); },
+      Prediction::Epsilon,
+      0,
+      [net](
+          const torch::Tensor& xx,
+          const torch::Tensor& tt,
+          const std::vector<torch::Tensor>& cs) mutable {
+        return std::vector<torch::Tensor>{net->forward(xx, tt, cs[0])};
+      });
+  EXPECT_TRUE(bad.shares_condition_work());
+  EXPECT_THROW_MSG(
+      bad.evaluate_conditions(x, t, {labels(3, 1), labels(3, 2)}),
+      "Model::evaluate_conditions: the model returned 1 outputs for 2 "
+      "conditions");
 }
 
 // Guidance costs one model call per evaluation, over twice the batch.

@@ -194,6 +194,35 @@ TEST_F(ModelFileTest, ConditionalNetsRoundTrip) {
   const auto c = torch::tensor({0, 1, 2, 3, 0, 1});
   EXPECT_TRUE(torch::equal(m.model(x, t, c), net->forward(x, t, c)));
   EXPECT_TRUE(torch::equal(m.model(x, t), net->forward(x, t)));
+
+  // A U-Net whose class enters the up path only keeps that, and its
+  // loaded model still shares the down path between guidance's halves.
+  UNet unet(UNetOptions(1)
+                .channels({8, 16})
+                .groups(4)
+                .num_classes(4)
+                .class_up_path_only(true));
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : unet->parameters()) {
+      p.normal_(0, 0.2);
+    }
+  }
+  unet->eval();
+  const auto upath = dir.file("u.safetensors");
+  save_model(
+      upath,
+      unet,
+      Prediction::Epsilon,
+      process,
+      SaveModelOptions().sample_shape({1, 8, 8}));
+  const auto u = load_model(upath);
+  ASSERT_TRUE(u.model.is_conditional());
+  EXPECT_TRUE(u.model.shares_condition_work());
+  const auto xi = torch::randn({4, 1, 8, 8});
+  const auto ti = torch::rand({4});
+  const auto ci = torch::tensor({0, 1, 2, 4});
+  EXPECT_TRUE(torch::equal(u.model(xi, ti, ci), unet->forward(xi, ti, ci)));
 }
 
 TEST_F(ModelFileTest, EveryProcessRoundTrips) {

@@ -25,6 +25,9 @@ struct Config {
   double scale = 2;
   double rescale = 0;
   int64_t per_class = 50;
+  // U-Net: the class in the up path only (guidance then runs the down path
+  // once for both halves) or in every block.
+  std::string class_in = "up";
 };
 
 // What differs between MNIST and a 2-D set: the data, the net, how samples
@@ -120,7 +123,9 @@ int run(const Config& c) {
   std::shared_ptr<torch::nn::Module> module;
   std::optional<sbgm::Model> made;
   if (images) {
-    sbgm::UNet net(sbgm::UNetOptions(1).num_classes(task.classes));
+    sbgm::UNet net(sbgm::UNetOptions(1)
+                       .num_classes(task.classes)
+                       .class_up_path_only(c.class_in == "up"));
     module = net.ptr(), made.emplace(net, sbgm::Prediction::V);
   } else {
     sbgm::MLP net(sbgm::MLPOptions(2)
@@ -166,6 +171,9 @@ int run(const Config& c) {
       {"samples_per_class", c.per_class},
       {"guidance_scale", c.scale},
       {"guidance_rescale", c.rescale}};
+  if (c.dataset == "mnist") {
+    m["class_in"] = c.class_in;
+  }
   json by_scale = json::array();
   auto scales = c.scales;  // and --scale, once
   scales.erase(
@@ -237,6 +245,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--per-class", c.per_class, "samples per class and scale")
       ->check(CLI::PositiveNumber);
+  app.add_option(
+         "--class-in",
+         c.class_in,
+         "U-Net blocks that see the class: up (the up path; guidance runs "
+         "the down path once) or every")
+      ->check(CLI::IsMember({"up", "every"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto given = [&](const char* flag) { return app.count(flag) > 0; };
   if (c.dataset != "mnist") {  // 2-D: w = 1 is already exact enough

@@ -22,6 +22,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace sbgm {
 
@@ -114,6 +115,15 @@ using ModelFn = std::function<torch::Tensor(
 /// means "no condition" (the network's null class).
 using CondModelFn = std::function<torch::Tensor(
     const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond)>;
+/// A conditional model's callable for several conditions of one batch:
+/// x [N, ...], t, and K conditions of N rows each (all defined) -> K outputs
+/// of x's shape, the k-th equal to the model at (x, t, conds[k]). A network
+/// whose condition enters late (UNetOptions::class_up_path_only) runs the
+/// part that does not see it once for all K (Model::evaluate_conditions).
+using CondSetModelFn = std::function<std::vector<torch::Tensor>(
+    const torch::Tensor& x,
+    const torch::Tensor& t,
+    const std::vector<torch::Tensor>& conds)>;
 
 /// A callable plus what it predicts, and (for networks that embed a fixed
 /// set of steps) how many integer steps it takes.
@@ -150,9 +160,14 @@ class Model {
   Model(Module module, Prediction prediction)
       : Model(fns_of(module, 0), prediction, steps_of(module, 0)) {}
 
-  /// A conditional model: `fn(x, t, cond)`.
+  /// A conditional model: `fn(x, t, cond)`. `set_fn`, if given, evaluates
+  /// several conditions at once and must agree with `fn` on each (see
+  /// evaluate_conditions).
   static Model conditional(
-      CondModelFn fn, Prediction prediction, int64_t discrete_steps = 0);
+      CondModelFn fn,
+      Prediction prediction,
+      int64_t discrete_steps = 0,
+      CondSetModelFn set_fn = {});
 
   /// Calls the model (with its condition, if it carries one) and checks
   /// that its output is defined, has x's shape, dtype and device. (No value
@@ -165,6 +180,23 @@ class Model {
       const torch::Tensor& x,
       const torch::Tensor& t,
       const torch::Tensor& cond) const;
+
+  /// A conditional model at each of `conds` (K conditions of x's batch
+  /// size, each defined) for the same x and t: K outputs of x's shape. A
+  /// module with `forward_conditions(x, t, conds)` (sbgm::UNet) or a
+  /// `set_fn` given to Model::conditional does it in one call that shares
+  /// what does not depend on the condition; any other conditional model
+  /// makes one batched call over K copies of x (a time shared by the batch
+  /// stays shared). Classifier-free guidance uses it for its two halves.
+  std::vector<torch::Tensor> evaluate_conditions(
+      const torch::Tensor& x,
+      const torch::Tensor& t,
+      const std::vector<torch::Tensor>& conds) const;
+  /// Whether evaluate_conditions shares work between the conditions (a
+  /// module's forward_conditions or a set_fn) rather than batching copies.
+  bool shares_condition_work() const {
+    return static_cast<bool>(set_fn_);
+  }
 
   /// Whether the callable takes a condition.
   bool is_conditional() const {
@@ -208,7 +240,11 @@ class Model {
   static int64_t steps_of(const M&, long) {
     return 0;
   }
-  using Fns = std::pair<ModelFn, CondModelFn>;  // one of them is set
+  struct Fns {  // fn or cond_fn is set; set_fn only with cond_fn
+    ModelFn fn;
+    CondModelFn cond_fn;
+    CondSetModelFn set_fn;
+  };
   // A module with forward(x, t, cond) and conditional() (sbgm's nets) is
   // conditional when conditional() says so; one without conditional() is
   // conditional whenever its forward takes a condition.
@@ -232,7 +268,23 @@ class Model {
         ModelFn(),
         [m](const torch::Tensor& x,
             const torch::Tensor& t,
-            const torch::Tensor& c) mutable { return m->forward(x, t, c); }};
+            const torch::Tensor& c) mutable { return m->forward(x, t, c); },
+        set_fn_of(m, 0)};
+  }
+  // A module with forward_conditions(x, t, conds) evaluates several
+  // conditions in one call.
+  template <class M>
+  static auto set_fn_of(M m, int)
+      -> decltype(m->forward_conditions(std::declval<torch::Tensor>(), std::declval<torch::Tensor>(), std::declval<std::vector<torch::Tensor>>()), CondSetModelFn()) {
+    return [m](const torch::Tensor& x,
+               const torch::Tensor& t,
+               const std::vector<torch::Tensor>& conds) mutable {
+      return m->forward_conditions(x, t, conds);
+    };
+  }
+  template <class M>
+  static CondSetModelFn set_fn_of(M, long) {
+    return {};
   }
   template <class M>
   static Fns plain_fns(M m) {
@@ -240,13 +292,15 @@ class Model {
         [m](const torch::Tensor& x, const torch::Tensor& t) mutable {
           return m->forward(x, t);
         },
-        CondModelFn()};
+        CondModelFn(),
+        CondSetModelFn()};
   }
   Model(Fns fns, Prediction prediction, int64_t discrete_steps);
   torch::Tensor checked(const torch::Tensor& out, const torch::Tensor& x) const;
 
   ModelFn fn_;
   CondModelFn cond_fn_;
+  CondSetModelFn set_fn_;
   torch::Tensor condition_;
   Prediction prediction_;
   int64_t discrete_steps_;

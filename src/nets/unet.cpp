@@ -248,8 +248,8 @@ int64_t UNetImpl::discrete_steps() const {
              : 0;
 }
 
-torch::Tensor UNetImpl::forward(
-    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) {
+torch::Tensor UNetImpl::checked_time(
+    const torch::Tensor& x, const torch::Tensor& t) {
   const char* where = "UNet";
   detail::check_floating(x, "x", where);
   TORCH_CHECK(
@@ -275,8 +275,7 @@ torch::Tensor UNetImpl::forward(
       x.size(0));
   detail::check_same_device(t, "t", x, "x", where);
 
-  const auto n = x.size(0);
-  auto tt = t.dim() == 0 ? t.expand({n}) : t;
+  auto tt = t.dim() == 0 ? t.expand({x.size(0)}) : t;
   if (options.time_embedding() == TimeEmbeddingKind::Learned) {
     TORCH_CHECK(
         !tt.is_floating_point(),
@@ -286,22 +285,28 @@ torch::Tensor UNetImpl::forward(
   } else if (!tt.is_floating_point()) {
     tt = tt.to(x.scalar_type());
   }
-  auto emb = time_fc2_(F::silu(time_fc1_(embed_(tt))));
-  if (options.num_classes() > 0) {
-    emb = emb + class_embed_(detail::class_labels(
-                    cond,
-                    x,
-                    options.num_classes(),
-                    is_training() ? options.class_dropout() : 0,
-                    where));
-  } else {
-    TORCH_CHECK(
-        !cond.defined(),
-        "UNet: a condition was given to a net built with num_classes = 0");
-  }
+  return tt;
+}
 
+torch::Tensor UNetImpl::time_embedding(const torch::Tensor& tt) {
+  return time_fc2_(F::silu(time_fc1_(embed_(tt))));
+}
+
+torch::Tensor UNetImpl::class_embedding(
+    const torch::Tensor& cond, const torch::Tensor& x) {
+  return class_embed_(detail::class_labels(
+      cond,
+      x,
+      options.num_classes(),
+      is_training() ? options.class_dropout() : 0,
+      "UNet"));
+}
+
+torch::Tensor UNetImpl::down(
+    const torch::Tensor& x,
+    const torch::Tensor& emb,
+    std::vector<torch::Tensor>& skips) {
   auto h = conv_in_(x);
-  std::vector<torch::Tensor> skips;
   const auto levels = down_.size();
   for (size_t i = 0; i < levels; ++i) {
     auto& level = down_[i];
@@ -321,19 +326,25 @@ torch::Tensor UNetImpl::forward(
   if (mid_attn_) {
     h = mid_attn_(h);
   }
-  h = mid2_(h, emb);
+  return mid2_(h, emb);
+}
 
+torch::Tensor UNetImpl::up(
+    torch::Tensor h,
+    const std::vector<torch::Tensor>& skips,
+    const torch::Tensor& emb) {
+  const auto levels = up_.size();
   for (size_t k = levels; k-- > 0;) {
     const auto& skip = skips[k];
     if (k + 1 < levels) {
       // Level k has size ceil(s / 2) below it, so the transposed conv's
       // 2 h - 1 + output_padding reaches s with output_padding in {0, 1}.
-      const auto& up = upsample_[k];
+      const auto& upsample = upsample_[k];
       h = F::conv_transpose2d(
           h,
-          up->weight,
+          upsample->weight,
           F::ConvTranspose2dFuncOptions()
-              .bias(up->bias)
+              .bias(upsample->bias)
               .stride(2)
               .padding(1)
               .output_padding(std::vector<int64_t>{
@@ -348,18 +359,97 @@ torch::Tensor UNetImpl::forward(
       }
     }
   }
+  return conv_out_(gn_silu(norm_out_, h));
+}
 
-  auto out = conv_out_(gn_silu(norm_out_, h));
-  if (options.marginal_std()) {
-    auto s = options.marginal_std()(t);
-    TORCH_CHECK(
-        s.defined() && (s.dim() == 0 || (s.dim() == 1 && s.size(0) == n)),
-        "UNet: marginal_std(t) must return a 0-dim tensor or one value per "
-        "sample, got shape ",
-        s.defined() ? detail::shape_str(s) : std::string("undefined"));
-    out = out / detail::batch_view(s.to(out.scalar_type()), out);
+torch::Tensor UNetImpl::scaled(
+    const torch::Tensor& out, const torch::Tensor& t) {
+  if (!options.marginal_std()) {
+    return out;
   }
-  return out;
+  auto s = options.marginal_std()(t);
+  TORCH_CHECK(
+      s.defined() &&
+          (s.dim() == 0 || (s.dim() == 1 && s.size(0) == out.size(0))),
+      "UNet: marginal_std(t) must return a 0-dim tensor or one value per "
+      "sample, got shape ",
+      s.defined() ? detail::shape_str(s) : std::string("undefined"));
+  return out / detail::batch_view(s.to(out.scalar_type()), out);
+}
+
+torch::Tensor UNetImpl::forward(
+    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond) {
+  const auto tt = checked_time(x, t);
+  const auto time_emb = time_embedding(tt);
+  auto emb = time_emb;
+  if (options.num_classes() > 0) {
+    emb = time_emb + class_embedding(cond, x);
+  } else {
+    TORCH_CHECK(
+        !cond.defined(),
+        "UNet: a condition was given to a net built with num_classes = 0");
+  }
+  std::vector<torch::Tensor> skips;
+  auto h = down(x, options.class_up_path_only() ? time_emb : emb, skips);
+  return scaled(up(h, skips, emb), t);
+}
+
+std::vector<torch::Tensor> UNetImpl::forward_conditions(
+    const torch::Tensor& x,
+    const torch::Tensor& t,
+    const std::vector<torch::Tensor>& conds) {
+  TORCH_CHECK(
+      options.num_classes() > 0,
+      "UNet::forward_conditions: the net was built with num_classes = 0");
+  TORCH_CHECK(!conds.empty(), "UNet::forward_conditions: no condition given");
+  const auto k = static_cast<int64_t>(conds.size());
+  const auto tt = checked_time(x, t);
+  const int64_t n = x.size(0);
+  for (size_t i = 0; i < conds.size(); ++i) {
+    TORCH_CHECK(
+        conds[i].defined() && conds[i].dim() >= 1 && conds[i].size(0) == n,
+        "UNet::forward_conditions: condition ",
+        i,
+        " has shape ",
+        conds[i].defined() ? detail::shape_str(conds[i])
+                           : std::string("undefined"),
+        "; each needs one label per sample (",
+        n,
+        ") or the null class ",
+        options.num_classes());
+  }
+  std::vector<torch::Tensor> outs;
+  outs.reserve(conds.size());
+  if (!options.class_up_path_only()) {
+    // Every block sees the class: one forward over K copies of x.
+    auto xk = torch::cat(std::vector<torch::Tensor>(conds.size(), x));
+    auto out = forward(xk, tt.repeat({k}), torch::cat(conds));
+    for (int64_t i = 0; i < k; ++i) {
+      outs.push_back(out.slice(0, i * n, (i + 1) * n));
+    }
+    return outs;
+  }
+  const auto time_emb = time_embedding(tt);
+  std::vector<torch::Tensor> class_embs;
+  for (const auto& c : conds) {
+    class_embs.push_back(class_embedding(c, x));
+  }
+  std::vector<torch::Tensor> skips;
+  auto h = down(x, time_emb, skips);
+  auto repeat = [k](const torch::Tensor& a) {
+    std::vector<int64_t> reps(static_cast<size_t>(a.dim()), 1);
+    reps[0] = k;
+    return a.repeat(reps);
+  };
+  for (auto& s : skips) {
+    s = repeat(s);
+  }
+  auto emb = repeat(time_emb) + torch::cat(class_embs);
+  auto out = up(repeat(h), skips, emb);
+  for (int64_t i = 0; i < k; ++i) {
+    outs.push_back(scaled(out.slice(0, i * n, (i + 1) * n), t));
+  }
+  return outs;
 }
 
 }  // namespace sbgm

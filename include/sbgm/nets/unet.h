@@ -102,6 +102,12 @@ struct UNetOptions {
   /// In training mode, the share of labels replaced by the null class (the
   /// condition dropout of classifier-free guidance). Default: 0.1.
   TORCH_ARG(double, class_dropout) = 0.1;
+  /// The class embedding enters only the up path's blocks; the down path
+  /// and the middle see the time alone. forward_conditions (and so
+  /// classifier-free guidance) then runs them once for all conditions: a
+  /// guided call costs the down path and middle once and the up path twice,
+  /// instead of the whole net twice. Default: false (every block).
+  TORCH_ARG(bool, class_up_path_only) = false;
 };
 
 /// Residual block: GN-SiLU-conv, + Linear(time embedding), GN-SiLU-dropout-
@@ -159,6 +165,15 @@ class UNetImpl : public torch::nn::Module {
       const torch::Tensor& x,
       const torch::Tensor& t,
       const torch::Tensor& cond = {});
+  /// The net at each of K conditions (each [N] as for forward) for the same
+  /// x and t, in one call: K outputs of x's shape, equal to forward(x, t,
+  /// conds[k]). With class_up_path_only the down path and the middle run
+  /// once, at N rows, and the up path once at K N rows; otherwise one
+  /// forward over K copies of x.
+  std::vector<torch::Tensor> forward_conditions(
+      const torch::Tensor& x,
+      const torch::Tensor& t,
+      const std::vector<torch::Tensor>& conds);
   /// num_timesteps for a Learned time embedding, else 0 (see
   /// MLPImpl::discrete_steps).
   int64_t discrete_steps() const;
@@ -174,6 +189,27 @@ class UNetImpl : public torch::nn::Module {
     std::vector<UNetResBlock> blocks;
     std::vector<UNetAttention> attn;  // empty or one per block
   };
+  // Checks x and t; returns t with one entry per sample, in the embedding's
+  // dtype.
+  torch::Tensor checked_time(const torch::Tensor& x, const torch::Tensor& t);
+  // The time embedding [N, time_dim].
+  torch::Tensor time_embedding(const torch::Tensor& tt);
+  // The class embedding of cond for a batch like x.
+  torch::Tensor class_embedding(
+      const torch::Tensor& cond, const torch::Tensor& x);
+  // conv_in, the down path and the middle: returns the middle's output and
+  // fills the skip tensors.
+  torch::Tensor down(
+      const torch::Tensor& x,
+      const torch::Tensor& emb,
+      std::vector<torch::Tensor>& skips);
+  // The up path and the output head.
+  torch::Tensor up(
+      torch::Tensor h,
+      const std::vector<torch::Tensor>& skips,
+      const torch::Tensor& emb);
+  // out divided by marginal_std(t) when that is set.
+  torch::Tensor scaled(const torch::Tensor& out, const torch::Tensor& t);
   TimeEmbedding embed_{nullptr};
   torch::nn::Linear time_fc1_{nullptr}, time_fc2_{nullptr};
   torch::nn::Embedding class_embed_{nullptr};
