@@ -51,11 +51,14 @@ torch::Tensor labels(int64_t n, int64_t k) {
 }
 
 // A float64 U-Net with random class embeddings (they start at zero).
-sbgm::UNet class_unet(bool up_path_only) {
+sbgm::UNet class_unet(
+    bool up_path_only,
+    std::vector<int64_t> channels = {8, 16},
+    int64_t groups = 4) {
   torch::manual_seed(3);
   sbgm::UNet net(sbgm::UNetOptions(1)
-                     .channels({8, 16})
-                     .groups(4)
+                     .channels(std::move(channels))
+                     .groups(groups)
                      .num_classes(10)
                      .class_up_path_only(up_path_only));
   net->to(torch::kDouble);
@@ -373,8 +376,8 @@ TEST(ConditionalNets, UNetEmbedsClasses) {
 }
 
 // forward_conditions equals one forward per condition, and with
-// class_up_path_only the down path and middle run once for all of them: in
-// a guided call the convolutions before the up path see N rows, not 2 N.
+// class_up_path_only the down path and middle run once for all of them, and
+// so do the up path's convolutions of the (shared) skip tensors.
 TEST(ConditionalNets, UNetSharesTheDownPathBetweenConditions) {
   const auto x = torch::randn({3, 1, 8, 8}, torch::kDouble);
   const auto t = torch::rand({3}, torch::kDouble);
@@ -402,10 +405,14 @@ TEST(ConditionalNets, UNetSharesTheDownPathBetweenConditions) {
     }
     EXPECT_EQ(at_n + at_3n, static_cast<int64_t>(batches.size()));
     if (up_only) {
-      // conv_in, 2 blocks of 2 (plus a 1x1 skip), a downsample, the middle's
-      // 2 blocks of 2 and its attention's 2.
-      EXPECT_EQ(at_n, 1 + 2 + 3 + 1 + 4 + 2);
-      EXPECT_GT(at_3n, 0);
+      // At N: conv_in, the down blocks' 2 + 2 (and a 1x1 skip), the
+      // downsample, the middle's 2 blocks of 2 and its attention's 2; then
+      // the first up block's conv1 and 1x1 skip (its input is all shared)
+      // and the next up block's shares of both for its skip channels.
+      EXPECT_EQ(at_n, 1 + 2 + 3 + 1 + 4 + 2 + 2 + 2);
+      // At 3 N: conv2 of both up blocks, the transposed conv, the varying
+      // shares of the second up block's conv1 and skip, and conv_out.
+      EXPECT_EQ(at_3n, 6);
     } else {
       EXPECT_EQ(at_n, 0);
     }
@@ -433,6 +440,14 @@ TEST(ConditionalNets, UNetSharesTheDownPathBetweenConditions) {
         net->forward(x, t0, conds[2]),
         1e-12,
         1e-12));
+  }
+  // Where a GroupNorm group straddles the up block's two inputs (6 + 6
+  // channels in groups of 4), that block takes the skip repeated instead.
+  auto odd = class_unet(true, {6, 12}, 3);
+  const auto outs = odd->forward_conditions(x, t, conds);
+  for (size_t k = 0; k < conds.size(); ++k) {
+    EXPECT_TRUE(sbgm::test::all_close(
+        outs[k], odd->forward(x, t, conds[k]), 1e-12, 1e-12));
   }
 }
 

@@ -72,6 +72,86 @@ torch::Tensor UNetResBlockImpl::forward(
   return h + (skip_ ? skip_(x) : x);
 }
 
+bool UNetResBlockImpl::splits_at(int64_t cv) const {
+  const auto& o = norm1_->options;
+  return cv >= 0 && cv < o.num_channels() &&
+         cv % (o.num_channels() / o.num_groups()) == 0;
+}
+
+torch::Tensor UNetResBlockImpl::forward_shared(
+    const torch::Tensor& varying,
+    const torch::Tensor& shared,
+    const torch::Tensor& emb,
+    int64_t k) {
+  const auto& o = norm1_->options;
+  const int64_t c_in = o.num_channels();
+  const int64_t per_group = c_in / o.num_groups();
+  const int64_t cv = varying.defined() ? varying.size(1) : 0;
+  TORCH_CHECK(
+      splits_at(cv) && shared.size(1) == c_in - cv &&
+          (!varying.defined() || varying.size(0) == k * shared.size(0)),
+      "UNetResBlock::forward_shared: cannot split ",
+      c_in,
+      " input channels (",
+      o.num_groups(),
+      " groups) at ",
+      cv,
+      " for shapes ",
+      varying.defined() ? detail::shape_str(varying) : std::string("[]"),
+      " and ",
+      detail::shape_str(shared));
+  // The input channels [from, from + count) of x: normalized, and their
+  // share of conv1 and of the 1x1 skip (bias only where `bias`).
+  auto conv1_part = [&](const torch::Tensor& x, int64_t from, bool bias) {
+    const auto to = from + x.size(1);
+    auto a = group_norm_silu(
+        x,
+        x.size(1) / per_group,
+        norm1_->weight.slice(0, from, to),
+        norm1_->bias.slice(0, from, to),
+        o.eps());
+    return F::conv2d(
+        a,
+        conv1_->weight.slice(1, from, to),
+        F::Conv2dFuncOptions().padding(1).bias(
+            bias ? conv1_->bias : torch::Tensor()));
+  };
+  auto skip_part = [&](const torch::Tensor& x, int64_t from, bool bias) {
+    return F::conv2d(
+        x,
+        skip_->weight.slice(1, from, from + x.size(1)),
+        F::Conv2dFuncOptions().bias(bias ? skip_->bias : torch::Tensor()));
+  };
+  // varying [K N, ...] + shared [N, ...], the shared one broadcast over K.
+  auto add_shared = [k](const torch::Tensor& v, const torch::Tensor& sh) {
+    if (!v.defined()) {
+      std::vector<int64_t> reps(static_cast<size_t>(sh.dim()), 1);
+      reps[0] = k;
+      return sh.repeat(reps);
+    }
+    auto shape = sh.sizes().vec();
+    shape.insert(shape.begin(), k);
+    return (v.view(shape) + sh.unsqueeze(0)).view(v.sizes());
+  };
+  auto h = add_shared(
+      cv > 0 ? conv1_part(varying, 0, false) : torch::Tensor(),
+      conv1_part(shared, cv, true));
+  h = h + time_proj_(emb).unsqueeze(-1).unsqueeze(-1);
+  h = conv2_(dropout_(gn_silu(norm2_, h)));
+  torch::Tensor residual;
+  if (skip_) {
+    residual = add_shared(
+        cv > 0 ? skip_part(varying, 0, false) : torch::Tensor(),
+        skip_part(shared, cv, true));
+  } else {
+    residual = add_shared(torch::Tensor(), shared);
+    if (cv > 0) {
+      residual = torch::cat({varying, residual}, 1);
+    }
+  }
+  return h + residual;
+}
+
 // ---- attention --------------------------------------------------------------
 
 UNetAttentionImpl::UNetAttentionImpl(int64_t channels, int64_t groups) {
@@ -329,6 +409,23 @@ torch::Tensor UNetImpl::down(
   return mid2_(h, emb);
 }
 
+torch::Tensor UNetImpl::upsample(
+    size_t k, const torch::Tensor& h, const torch::Tensor& skip) const {
+  // Level k has size ceil(s / 2) below it, so the transposed conv's
+  // 2 h - 1 + output_padding reaches s with output_padding in {0, 1}.
+  const auto& conv = upsample_[k];
+  return F::conv_transpose2d(
+      h,
+      conv->weight,
+      F::ConvTranspose2dFuncOptions()
+          .bias(conv->bias)
+          .stride(2)
+          .padding(1)
+          .output_padding(std::vector<int64_t>{
+              skip.size(2) - (2 * h.size(2) - 1),
+              skip.size(3) - (2 * h.size(3) - 1)}));
+}
+
 torch::Tensor UNetImpl::up(
     torch::Tensor h,
     const std::vector<torch::Tensor>& skips,
@@ -337,23 +434,46 @@ torch::Tensor UNetImpl::up(
   for (size_t k = levels; k-- > 0;) {
     const auto& skip = skips[k];
     if (k + 1 < levels) {
-      // Level k has size ceil(s / 2) below it, so the transposed conv's
-      // 2 h - 1 + output_padding reaches s with output_padding in {0, 1}.
-      const auto& upsample = upsample_[k];
-      h = F::conv_transpose2d(
-          h,
-          upsample->weight,
-          F::ConvTranspose2dFuncOptions()
-              .bias(upsample->bias)
-              .stride(2)
-              .padding(1)
-              .output_padding(std::vector<int64_t>{
-                  skip.size(2) - (2 * h.size(2) - 1),
-                  skip.size(3) - (2 * h.size(3) - 1)}));
+      h = upsample(k, h, skip);
     }
     auto& level = up_[k];
     for (size_t b = 0; b < level.blocks.size(); ++b) {
       h = level.blocks[b](b == 0 ? torch::cat({h, skip}, 1) : h, emb);
+      if (!level.attn.empty()) {
+        h = level.attn[b](h);
+      }
+    }
+  }
+  return conv_out_(gn_silu(norm_out_, h));
+}
+
+torch::Tensor UNetImpl::up_shared(
+    const torch::Tensor& h_mid,
+    const std::vector<torch::Tensor>& skips,
+    const torch::Tensor& emb,
+    int64_t k) {
+  // Before the first block everything is shared; the first block's class
+  // embedding makes h differ between the conditions, while each level's
+  // skip tensor stays shared.
+  torch::Tensor h;  // [K N, ...]
+  const auto levels = up_.size();
+  for (size_t l = levels; l-- > 0;) {
+    const auto& skip = skips[l];
+    auto& level = up_[l];
+    for (size_t b = 0; b < level.blocks.size(); ++b) {
+      auto& block = level.blocks[b];
+      if (b > 0) {
+        h = block(h, emb);
+      } else if (!h.defined()) {
+        h = block->forward_shared({}, torch::cat({h_mid, skip}, 1), emb, k);
+      } else {
+        h = upsample(l, h, skip);
+        if (block->splits_at(h.size(1))) {
+          h = block->forward_shared(h, skip, emb, k);
+        } else {
+          h = block(torch::cat({h, skip.repeat({k, 1, 1, 1})}, 1), emb);
+        }
+      }
       if (!level.attn.empty()) {
         h = level.attn[b](h);
       }
@@ -436,16 +556,8 @@ std::vector<torch::Tensor> UNetImpl::forward_conditions(
   }
   std::vector<torch::Tensor> skips;
   auto h = down(x, time_emb, skips);
-  auto repeat = [k](const torch::Tensor& a) {
-    std::vector<int64_t> reps(static_cast<size_t>(a.dim()), 1);
-    reps[0] = k;
-    return a.repeat(reps);
-  };
-  for (auto& s : skips) {
-    s = repeat(s);
-  }
-  auto emb = repeat(time_emb) + torch::cat(class_embs);
-  auto out = up(repeat(h), skips, emb);
+  auto emb = time_emb.repeat({k, 1}) + torch::cat(class_embs);
+  auto out = up_shared(h, skips, emb, k);
   for (int64_t i = 0; i < k; ++i) {
     outs.push_back(scaled(out.slice(0, i * n, (i + 1) * n), t));
   }

@@ -122,6 +122,21 @@ class UNetResBlockImpl : public torch::nn::Module {
       double dropout);
   /// x: [N, in, H, W], emb: [N, time_dim] -> [N, out, H, W].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb);
+  /// The block for K conditions whose input is cat(varying, shared) along
+  /// the channels: `varying` [K N, cv, H, W] (undefined: cv = 0) differs
+  /// between the conditions, `shared` [N, in - cv, H, W] is the same for
+  /// all, emb is [K N, time_dim]. Equals forward(cat(varying, shared
+  /// repeated K times), emb); the shared channels' part of the first
+  /// convolution and of the skip runs once, at N rows. Needs
+  /// splits_at(cv).
+  torch::Tensor forward_shared(
+      const torch::Tensor& varying,
+      const torch::Tensor& shared,
+      const torch::Tensor& emb,
+      int64_t k);
+  /// Whether no GroupNorm group of the input straddles channel cv (so
+  /// forward_shared can normalize the two parts apart).
+  bool splits_at(int64_t cv) const;
 
  private:
   torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
@@ -208,6 +223,17 @@ class UNetImpl : public torch::nn::Module {
       torch::Tensor h,
       const std::vector<torch::Tensor>& skips,
       const torch::Tensor& emb);
+  // The same for K conditions after a shared down path: h and skips at N
+  // rows, emb at K N; the first block's input is shared, and later levels'
+  // skip channels are shared (UNetResBlockImpl::forward_shared).
+  torch::Tensor up_shared(
+      const torch::Tensor& h,
+      const std::vector<torch::Tensor>& skips,
+      const torch::Tensor& emb,
+      int64_t k);
+  // Level k's transposed convolution of h to the size of skip.
+  torch::Tensor upsample(
+      size_t k, const torch::Tensor& h, const torch::Tensor& skip) const;
   // out divided by marginal_std(t) when that is set.
   torch::Tensor scaled(const torch::Tensor& out, const torch::Tensor& t);
   TimeEmbedding embed_{nullptr};
