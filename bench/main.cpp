@@ -57,13 +57,19 @@ int main(int argc, char** argv) {
       "separated list, or all");
   app.add_option("--threads", threads, "intra-op threads")
       ->check(CLI::PositiveNumber);
+  int blas_threads = 1;
+  app.add_option(
+         "--blas-threads",
+         blas_threads,
+         "OpenBLAS's own threads (sbgm::set_num_threads; 1 by default)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--iters", iters, "timed iterations (0: per workload)");
   app.add_option("--device", device_name, "cpu or cuda");
   CLI11_PARSE(app, argc, argv);
   sbgm::tune_cpu_allocator();  // reuse freed tensor memory (see sbgm/perf.h)
 
   try {
-    sbgm::set_num_threads(threads);
+    sbgm::set_num_threads(threads, blas_threads);
     const torch::Device device(device_name);
     TORCH_CHECK(
         !device.is_cuda() || torch::cuda::is_available(),

@@ -20,11 +20,15 @@ bool tune_cpu_allocator() {
 #endif
 }
 
-bool set_num_threads(int num_threads) {
+bool set_num_threads(int num_threads, int blas_threads) {
   TORCH_CHECK(
       num_threads > 0,
       "set_num_threads: need at least one thread, got ",
       num_threads);
+  TORCH_CHECK(
+      blas_threads > 0,
+      "set_num_threads: need at least one BLAS thread, got ",
+      blas_threads);
   at::set_num_threads(num_threads);
 #if defined(__GLIBC__)
   // OpenBLAS, when LibTorch was linked against it (looked up at run time so
@@ -32,7 +36,7 @@ bool set_num_threads(int num_threads) {
   using SetFn = void (*)(int);
   if (auto fn = reinterpret_cast<SetFn>(
           dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    fn(num_threads);
+    fn(blas_threads);
     return true;
   }
 #endif

@@ -2,6 +2,8 @@
 #include <sbgm/perf.h>
 #include <torch/torch.h>
 
+#include "support.h"
+
 #if defined(__GLIBC__)
 #include <dlfcn.h>
 #include <malloc.h>
@@ -44,6 +46,19 @@ TEST(Perf, SetNumThreadsSetsTorchAndOpenBlas) {
     EXPECT_EQ(get(), 1);
   }
 #endif
+  // More LibTorch threads: OpenBLAS stays at one thread unless asked.
+  sbgm::set_num_threads(2);
+  EXPECT_EQ(torch::get_num_threads(), 2);
+#if defined(__GLIBC__)
+  if (get != nullptr) {
+    EXPECT_EQ(get(), 1);
+    sbgm::set_num_threads(2, 2);
+    EXPECT_EQ(get(), 2);
+  }
+#endif
+  EXPECT_THROW_MSG(
+      sbgm::set_num_threads(2, 0),
+      "set_num_threads: need at least one BLAS thread, got 0");
   sbgm::set_num_threads(before);
   EXPECT_EQ(torch::get_num_threads(), before);
   EXPECT_THROW(sbgm::set_num_threads(0), c10::Error);

@@ -240,7 +240,8 @@ void save_image_samples(
     const DataTransform& to_data = {});
 
 /// Runs `body` and turns an exception into a message on stderr and exit
-/// status 1; sets up the CPU allocator first (sbgm/perf.h).
+/// status 1; sets up the CPU allocator and the threads (one per core, or
+/// OMP_NUM_THREADS; OpenBLAS at one) first (sbgm/perf.h).
 int guarded_main(const std::function<int()>& body);
 
 /// Distances of 2-D samples to a toy set, and their floors: the sliced

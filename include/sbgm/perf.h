@@ -23,12 +23,19 @@ namespace sbgm {
 bool tune_cpu_allocator();
 
 /// Sets the CPU threads of LibTorch (torch::set_num_threads) and of the BLAS
-/// under it. Debian's LibTorch calls OpenBLAS, whose own thread pool ignores
-/// torch::set_num_threads: at one torch thread it still runs a matrix
-/// product on every core, and its idle workers spin in sched_yield. For the
-/// small products of a 2-D model that made a training step 1.5x slower
-/// (412 against 276 us here). Returns true when an OpenBLAS was found and
-/// set as well.
-bool set_num_threads(int num_threads);
+/// under it. Debian's LibTorch calls OpenBLAS (the pthreads build), whose
+/// own thread pool ignores torch::set_num_threads and competes with
+/// LibTorch's OpenMP workers, which spin for a while after each parallel
+/// region. Measured on this 2-core machine, with 2 LibTorch threads:
+///   - OpenBLAS at 2 threads: an MNIST U-Net training step (batch 32) took
+///     111-215 ms, a sampling step of 64 images 54-66 ms, half the cycles
+///     spent spinning in libgomp and sched_yield;
+///   - OpenBLAS at 1 thread: 79-81 ms and 48 ms. A convolution's matrix
+///     products already run in LibTorch's parallel loops, one per thread.
+/// So `blas_threads` defaults to 1. Raise it for large matrix products
+/// outside LibTorch's parallel loops (a wide MLP on many cores), and then
+/// set OMP_WAIT_POLICY=passive in the environment so the idle OpenMP
+/// workers sleep. Returns true when an OpenBLAS was found and set as well.
+bool set_num_threads(int num_threads, int blas_threads = 1);
 
 }  // namespace sbgm

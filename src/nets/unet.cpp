@@ -131,7 +131,7 @@ torch::Tensor UNetResBlockImpl::forward_shared(
     }
     auto shape = sh.sizes().vec();
     shape.insert(shape.begin(), k);
-    return (v.view(shape) + sh.unsqueeze(0)).view(v.sizes());
+    return (v.reshape(shape) + sh.unsqueeze(0)).reshape(v.sizes());
   };
   auto h = add_shared(
       cv > 0 ? conv1_part(varying, 0, false) : torch::Tensor(),
