@@ -40,9 +40,11 @@ struct GuidanceOptions {
 };
 
 /// A conditional model that guides `model` (which must be conditional):
-/// each call makes one batched forward over [x; x] with [c; ∅] (none at
-/// w = 0 or w = 1, which call the model once, with ∅ or c: exactly the
-/// unconditional and the conditional model). Use it under any sampler:
+/// each call evaluates c and ∅ in one model call
+/// (Model::evaluate_conditions: a net's forward_conditions, which runs what
+/// does not see the condition once, or one batched forward over [x; x]);
+/// w = 0 and w = 1 call the model once, with ∅ or c: exactly the
+/// unconditional and the conditional model. Use it under any sampler:
 /// `classifier_free_guidance(model, 2.0).with_condition(labels)`. Called
 /// without a condition, it is the unconditional model.
 Model classifier_free_guidance(
