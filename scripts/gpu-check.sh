@@ -12,7 +12,9 @@
 # The report goes to $OUT/gpu-report.md (else build-gpu/gpu-report.md); it
 # holds the versions, each step's status and time, the CUDA test results
 # (CUDA graphs against eager, autocast, MNIST training) and the timings of
-# swiss_sample, swiss_sample_graph, mnist_train and mnist_sample, and of the
+# swiss_sample, swiss_sample_graph, mnist_train, mnist_sample and of a
+# guided step against an unguided one (conditional_mnist, guided_mnist,
+# guided_mnist_every), and of the
 # MNIST demo's training and sampling with and without --amp. Everything is
 # sized to end within 8 minutes on a 16-core machine; each step has its own
 # time limit, and a failed step is reported without stopping the others.
@@ -107,7 +109,7 @@ say ""
 say "## Timings (sbgm-bench --device cuda; microseconds per step, medians)"
 bench=$build/bench/sbgm-bench
 if step bench 150 "$bench" --device cuda \
-  --workload swiss_sample,swiss_sample_graph,mnist_train,mnist_sample; then
+  --workload swiss_sample,swiss_sample_graph,mnist_train,mnist_sample,conditional_mnist,guided_mnist,guided_mnist_every; then
   sed -n 's/.*workload=\([a-z_]*\).*us_per_step=\([0-9.]*\).*gflops=\([0-9.]*\).*/| \1 | \2 | \3 |/p' \
     "$out/bench.log" | { say "| workload | µs/step | GFLOP/s |"; say "| --- | ---: | ---: |"; while read -r l; do say "$l"; done; }
 fi
