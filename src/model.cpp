@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "conditions.h"
 #include "internal.h"
 #include "sbgm/process.h"
 
@@ -183,19 +184,16 @@ std::vector<torch::Tensor> Model::evaluate_conditions(
     }
     return outs;
   }
-  // One batched call over K copies of x. A time shared by the batch (0-dim
-  // or stride 0) stays shared; per-sample times are repeated.
-  const bool shared_t = t.dim() == 0 || (t.dim() == 1 && t.stride(0) == 0);
-  auto tk =
-      shared_t
-          ? t.reshape({-1}).slice(0, 0, 1).expand({k * n})
-          : torch::cat(std::vector<torch::Tensor>(static_cast<size_t>(k), t));
-  auto xk = torch::cat(std::vector<torch::Tensor>(static_cast<size_t>(k), x));
-  auto out = checked(cond_fn_(xk, tk, torch::cat(conds)), xk);
-  for (int64_t i = 0; i < k; ++i) {
-    outs.push_back(out.slice(0, i * n, (i + 1) * n));
-  }
-  return outs;
+  return detail::batched_conditions(
+      x,
+      t,
+      conds,
+      [this](
+          const torch::Tensor& xk,
+          const torch::Tensor& tk,
+          const torch::Tensor& ck) {
+        return checked(cond_fn_(xk, tk, ck), xk);
+      });
 }
 
 torch::Tensor Model::checked(

@@ -192,8 +192,10 @@ class Model {
       const torch::Tensor& x,
       const torch::Tensor& t,
       const std::vector<torch::Tensor>& conds) const;
-  /// Whether evaluate_conditions shares work between the conditions (a
-  /// module's forward_conditions or a set_fn) rather than batching copies.
+  /// Whether evaluate_conditions hands the conditions to the model itself
+  /// (a module's forward_conditions or a set_fn), which may share work
+  /// between them (sbgm::UNet does with class_up_path_only), rather than
+  /// batching copies of x.
   bool shares_condition_work() const {
     return static_cast<bool>(set_fn_);
   }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "conditions.h"
 #include "internal.h"
 #include "sbgm/nets/group_norm_silu.h"
 
@@ -125,9 +126,7 @@ torch::Tensor UNetResBlockImpl::forward_shared(
   // varying [K N, ...] + shared [N, ...], the shared one broadcast over K.
   auto add_shared = [k](const torch::Tensor& v, const torch::Tensor& sh) {
     if (!v.defined()) {
-      std::vector<int64_t> reps(static_cast<size_t>(sh.dim()), 1);
-      reps[0] = k;
-      return sh.repeat(reps);
+      return detail::repeat_batch(sh, k);
     }
     auto shape = sh.sizes().vec();
     shape.insert(shape.begin(), k);
@@ -471,7 +470,7 @@ torch::Tensor UNetImpl::up_shared(
         if (block->splits_at(h.size(1))) {
           h = block->forward_shared(h, skip, emb, k);
         } else {
-          h = block(torch::cat({h, skip.repeat({k, 1, 1, 1})}, 1), emb);
+          h = block(torch::cat({h, detail::repeat_batch(skip, k)}, 1), emb);
         }
       }
       if (!level.attn.empty()) {
@@ -538,16 +537,16 @@ std::vector<torch::Tensor> UNetImpl::forward_conditions(
         ") or the null class ",
         options.num_classes());
   }
-  std::vector<torch::Tensor> outs;
-  outs.reserve(conds.size());
   if (!options.class_up_path_only()) {
     // Every block sees the class: one forward over K copies of x.
-    auto xk = torch::cat(std::vector<torch::Tensor>(conds.size(), x));
-    auto out = forward(xk, tt.repeat({k}), torch::cat(conds));
-    for (int64_t i = 0; i < k; ++i) {
-      outs.push_back(out.slice(0, i * n, (i + 1) * n));
-    }
-    return outs;
+    return detail::batched_conditions(
+        x,
+        t,
+        conds,
+        [this](
+            const torch::Tensor& xk,
+            const torch::Tensor& tk,
+            const torch::Tensor& ck) { return forward(xk, tk, ck); });
   }
   const auto time_emb = time_embedding(tt);
   std::vector<torch::Tensor> class_embs;
@@ -556,8 +555,10 @@ std::vector<torch::Tensor> UNetImpl::forward_conditions(
   }
   std::vector<torch::Tensor> skips;
   auto h = down(x, time_emb, skips);
-  auto emb = time_emb.repeat({k, 1}) + torch::cat(class_embs);
+  auto emb = detail::repeat_batch(time_emb, k) + torch::cat(class_embs);
   auto out = up_shared(h, skips, emb, k);
+  std::vector<torch::Tensor> outs;
+  outs.reserve(conds.size());
   for (int64_t i = 0; i < k; ++i) {
     outs.push_back(scaled(out.slice(0, i * n, (i + 1) * n), t));
   }
