@@ -10,6 +10,11 @@ jobs=${SBGM_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 args=(-S "$root" -B "$build" -G Ninja "-DCMAKE_BUILD_TYPE=${SBGM_BUILD_TYPE:-Release}")
 [ -n "${CMAKE_PREFIX_PATH:-}" ] && args+=("-DCMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH")
 [ -n "${Torch_DIR:-}" ] && args+=("-DTorch_DIR=$Torch_DIR")
+# ccache, where installed, keeps rebuilds of unchanged sources cheap
+# (SBGM_CCACHE=0 turns it off).
+if [ "${SBGM_CCACHE:-1}" = 1 ] && command -v ccache >/dev/null; then
+  args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 # SBGM_UNITY=1: a unity build (12 sources per translation unit), about 3x
 # less compile time for a whole build, more for each edit (CI uses it).
 [ -n "${SBGM_UNITY:-}" ] && args+=("-DCMAKE_UNITY_BUILD=$([ "$SBGM_UNITY" = 1 ] && echo ON || echo OFF)" -DCMAKE_UNITY_BUILD_BATCH_SIZE=12)
