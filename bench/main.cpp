@@ -7,7 +7,8 @@
 // same workloads in Python PyTorch; bench/compare_pytorch.sh runs both.
 //
 // Workloads (the definitions are shared with bench/peer.py):
-//   swiss_train   the seed's MLP (2-64-64-64-2, learned per-step embeddings,
+//   swiss_train   the small swiss-roll MLP (2-64-64-64-2, learned per-step
+//   embeddings,
 //                 T = 150), batch 128 from a fixed swiss roll of 10^4 points,
 //                 antithetic steps, eps-loss, one Adam step with clipping at 1.
 //   swiss_sample  DDPM ancestral sampling of 1,000 points with that MLP,

@@ -17,7 +17,7 @@ namespace sbgm::bench {
 
 namespace {
 
-// The seed's swiss-roll set-up.
+// The small swiss-roll set-up (--preset seed of the demo).
 constexpr int64_t kSeedT = 150;
 constexpr int64_t kSeedBatch = 128;
 constexpr int64_t kSeedPoints = 10000;
@@ -102,7 +102,7 @@ std::shared_ptr<SeedSetup> seed_setup(torch::Device device) {
   return s;
 }
 
-// One batch of the seed's objective: x_t, t, eps (antithetic steps).
+// One batch of the small set-up's objective: x_t, t, eps (antithetic steps).
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> seed_batch(
     const SeedSetup& s) {
   const auto dev = s.data.device();
@@ -364,7 +364,7 @@ Workload gemm_peak(torch::Device device) {
 // reported per sampler step: sample_<sampler>_<model> with the sampler by
 // its name in sbgm::samplers::sample (ddpm, ddim, em, pc, ode (Heun on the
 // probability-flow ODE; "heun" before the samplers had names), heun (EDM),
-// euler_ancestral, dpmpp_2m, ...). DDPM/DDIM run on the seed's T = 150
+// euler_ancestral, dpmpp_2m, ...). DDPM/DDIM run on the small set-up's T = 150
 // schedule (DDIM with 50 steps), the others on the VP SDE with 100 steps.
 // PC, ode and heun evaluate the model twice per step.
 Workload sampler_run(

@@ -161,7 +161,7 @@ TEST_F(Losses, EveryTargetAndWeightingMatchesHandComputation) {
 TEST_F(Losses, WeightedObjectivesDoNotDependOnTheTarget) {
   // Min-SNR-5 gives one objective whether the squared error is taken on
   // eps, x0 or v (min(SNR, 5) / SNR on eps and min(SNR, 5) / (SNR + 1) on v
-  // for VP, Hang et al. 2023); the seed's DSM equals the eps loss.
+  // for VP, Hang et al. 2023); sigma^2-weighted DSM equals the eps loss.
   VPSDE vp;
   auto x0 = torch::randn({32, 2}, torch::kDouble);
   auto z = torch::randn({32, 2}, torch::kDouble);

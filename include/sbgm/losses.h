@@ -12,7 +12,7 @@
 /// The targets are eps = z, x0, v = alpha z - sigma x0, and the score -z /
 /// sigma. The weightings (with SNR = alpha^2 / sigma^2):
 ///   Unit          w = 1 on the target's MSE (eps: DDPM's L_simple);
-///   SigmaSquared  lambda = sigma^2 on the score MSE: the seed's DSM, the
+///   SigmaSquared  lambda = sigma^2 on the score MSE: Song et al.'s DSM, the
 ///                 same objective as the eps MSE;
 ///   Likelihood    lambda = g(t)^2 on the score MSE (Song et al. 2021b);
 ///   MinSNR        min(SNR, gamma) on the x0 MSE (Hang et al. 2023): on the
@@ -42,7 +42,7 @@ enum class TimeSampling {
   /// t ~ U(t_min, t_max); integer steps uniform in [0, T) for a discrete
   /// schedule.
   Uniform,
-  /// Antithetic pairs (the seed's swiss-roll trainer): ceil(N/2) uniform
+  /// Antithetic pairs (variance reduction for small batches): ceil(N/2) uniform
   /// draws u and their mirrors t_min + t_max - u, cut to N.
   Antithetic,
   /// EDM's log-normal noise levels: sigma / alpha = exp(p_mean + p_std n),
@@ -125,7 +125,7 @@ torch::Tensor v_loss(
     std::optional<torch::Generator> generator = std::nullopt);
 
 /// Denoising score matching: the score target with lambda(t) = sigma^2
-/// (the seed's), or g(t)^2 with `likelihood_weighting`; the other options
+/// (Song et al. 2021), or g(t)^2 with `likelihood_weighting`; the other options
 /// as given.
 torch::Tensor dsm_loss(
     const Model& model,
