@@ -297,7 +297,7 @@ TrainReport train(
         "stopped by %s at step %lld; the checkpoint is '%s': run the same "
         "command with --resume to go on\n",
         trainer.stop_signal() == SIGINT ? "Ctrl-C (SIGINT)" : "SIGTERM",
-        static_cast<long long>(trainer.step()),
+        static_cast<long long>(trainer.step_count()),
         ckpt.c_str());
     std::fflush(stdout);
     std::exit(128 + trainer.stop_signal());
@@ -310,7 +310,7 @@ TrainReport train(
     }
   }
   r.seconds = seconds_since(start) + (before ? before->train_seconds : 0.0);
-  r.steps = trainer.step();
+  r.steps = trainer.step_count();
   r.losses = read_losses(csv);
   // A run resumed at its last step trains nothing: report the stored final
   // loss, else the last logged one.
