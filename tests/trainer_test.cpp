@@ -13,6 +13,7 @@
 #include "sbgm/losses.h"
 #include "sbgm/nets/mlp.h"
 #include "sbgm/optim/flat_adam.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/checkpoint.h"
 #include "support.h"
