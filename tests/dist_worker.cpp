@@ -40,6 +40,7 @@
 #include "sbgm/losses.h"
 #include "sbgm/model.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/random.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/trainer.h"

@@ -8,6 +8,8 @@
 #include <sbgm/io/npy.h>
 #include <sbgm/losses.h>
 #include <sbgm/model_file.h>
+#include <sbgm/nets/mlp.h>
+#include <sbgm/nets/unet.h>
 #include <sbgm/samplers/samplers.h>
 #include <sbgm/schedule.h>
 #include <sbgm/sde.h>

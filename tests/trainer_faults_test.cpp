@@ -16,6 +16,7 @@
 
 #include "sbgm/losses.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/random.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/checkpoint.h"

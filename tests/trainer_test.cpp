@@ -14,6 +14,7 @@
 #include "sbgm/nets/mlp.h"
 #include "sbgm/optim/flat_adam.h"
 #include "sbgm/optim/optimizer.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/checkpoint.h"
 #include "support.h"

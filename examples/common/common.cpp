@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -152,47 +153,39 @@ TrainerOptions trainer_options(const TrainingFlags& f) {
 }
 
 std::vector<std::string> process_names() {
-  return {
-      "vp",
-      "subvp",
-      "ve",
-      "ve_geometric",
-      "edm",
-      "linear",
-      "cosine",
-      "sigmoid"};
+  auto names = process_registry().names();
+  for (const char* kind : {"linear", "cosine", "sigmoid"}) {
+    names.emplace_back(kind);
+  }
+  return names;
 }
 
 std::shared_ptr<NoiseProcess> make_process(
     const std::string& name, int64_t T, double ve_sigma, bool quantize) {
-  if (name == "vp") {
-    return std::make_shared<VPSDE>();
-  }
-  if (name == "subvp") {
-    return std::make_shared<SubVPSDE>();
-  }
+  // The registry is the table; a schedule's name is a discrete process.
+  Config config = {{"name", name}};
   if (name == "ve") {
-    return std::make_shared<VESDE>(ve_sigma);
-  }
-  if (name == "ve_geometric") {
-    return std::make_shared<GeometricVESDE>();
-  }
-  if (name == "edm") {
-    return std::make_shared<EDMProcess>();
-  }
-  const auto opts = DiscreteProcessOptions().quantize(quantize);
-  if (name == "linear") {
-    return std::make_shared<DiscreteProcess>(Schedule::linear(T), opts);
-  }
-  if (name == "cosine") {
-    return std::make_shared<DiscreteProcess>(Schedule::cosine(T), opts);
-  }
-  if (name == "sigmoid") {
+    config["sigma"] = ve_sigma;
+  } else if (name == "linear" || name == "cosine") {
+    config = {
+        {"name", "discrete"},
+        {"schedule", {{"kind", name}, {"num_timesteps", T}}},
+        {"quantize", quantize}};
+  } else if (name == "sigmoid") {
     // Reaches the prior for any T: betas from 1e-4 to 12 / T.
-    return std::make_shared<DiscreteProcess>(
-        Schedule::sigmoid(T, 1e-4, 12.0 / static_cast<double>(T)), opts);
+    config = {
+        {"name", "discrete"},
+        {"schedule",
+         {{"kind", "sigmoid"},
+          {"num_timesteps", T},
+          {"beta_start", 1e-4},
+          {"beta_end", 12.0 / static_cast<double>(T)}}},
+        {"quantize", quantize}};
   }
-  throw std::invalid_argument("unknown process '" + name + "'");
+  if (!process_registry().contains(config.at("name").get<std::string>())) {
+    throw std::invalid_argument("unknown process '" + name + "'");
+  }
+  return process_from_config(config);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {

@@ -69,15 +69,17 @@ void add_training_flags(CLI::App& app, TrainingFlags& flags);
 /// EMA of the flags.
 TrainerOptions trainer_options(const TrainingFlags& flags);
 
-/// A noise process by name: "vp", "subvp", "ve" (sigma^t, sigma =
-/// ve_sigma), "ve_geometric", "edm", or a DDPM schedule "linear",
-/// "cosine", "sigmoid" with T steps (quantized model time when `quantize`).
+/// A noise process by name, through sbgm::process_registry(): any
+/// registered process ("vp", "subvp", "ve" with sigma = ve_sigma,
+/// "ve_geometric", "edm", a user's) with its default parameters, or a DDPM
+/// schedule "linear", "cosine", "sigmoid" with T steps as a "discrete"
+/// process (quantized model time when `quantize`).
 std::shared_ptr<NoiseProcess> make_process(
     const std::string& name,
     int64_t num_timesteps = 1000,
     double ve_sigma = 25.0,
     bool quantize = true);
-/// The names make_process knows.
+/// The names make_process knows: the registry's and the schedules'.
 std::vector<std::string> process_names();
 
 /// Joins the data-parallel group that the environment describes (torchrun,
