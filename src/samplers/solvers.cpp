@@ -11,6 +11,7 @@
 #include "../internal.h"
 #include "affine.h"
 #include "checks.h"
+#include "options.h"
 #include "sbgm/samplers/samplers.h"
 
 namespace sbgm::samplers {
@@ -232,6 +233,62 @@ SampleResult dpm_solver(
     m1 = std::move(m0);
   }
   return loop.finish(x, call.nfe());
+}
+
+// ---- registry lines
+// ----------------------------------------------------------
+
+void detail::register_solvers(Registry<Sampler>& table) {
+  for (const char* name : {"euler", "heun"}) {
+    table.add(
+        name,
+        [name](const Config& c) {
+          detail::OptionReader r(
+              c, name, {"s_churn", "s_tmin", "s_tmax", "s_noise"});
+          HeunOptions o;
+          o.order(std::string(name) == "heun" ? 2 : 1)
+              .s_churn(r.number("s_churn", o.s_churn()))
+              .s_tmin(r.number("s_tmin", o.s_tmin()))
+              .s_tmax(r.number("s_tmax", o.s_tmax()))
+              .s_noise(r.number("s_noise", o.s_noise()));
+          return detail::make_sampler(
+              o, heun, detail::steps(detail::kHeunSteps));
+        },
+        std::string(name) == "heun" ? "EDM's Heun (Karras et al. 2022, Alg. 2)"
+                                    : "Euler with EDM's churn");
+  }
+  table.add(
+      "euler_ancestral",
+      [](const Config& c) {
+        detail::OptionReader r(c, "euler_ancestral", {"eta", "s_noise"});
+        EulerAncestralOptions o;
+        o.eta(r.number("eta", o.eta()))
+            .s_noise(r.number("s_noise", o.s_noise()));
+        return detail::make_sampler(
+            o, euler_ancestral, detail::steps(kAncestralSteps));
+      },
+      "k-diffusion's Euler-ancestral");
+  struct DPM {
+    const char* name;
+    int64_t order;
+    bool sde;
+  };
+  for (const DPM d :
+       {DPM{"dpmpp_2m", 2, false},
+        DPM{"dpmpp_3m", 3, false},
+        DPM{"dpmpp_2m_sde", 2, true}}) {
+    table.add(
+        d.name,
+        [d](const Config& c) {
+          detail::OptionReader r(c, d.name, {"lower_order_final"});
+          DPMSolverOptions o;
+          o.order(d.order).sde(d.sde).lower_order_final(
+              r.flag("lower_order_final", o.lower_order_final()));
+          return detail::make_sampler(
+              o, dpm_solver, detail::steps(detail::kDPMSteps));
+        },
+        "DPM-Solver++ (Lu et al. 2022)");
+  }
 }
 
 }  // namespace sbgm::samplers
