@@ -111,13 +111,15 @@ std::vector<Run> runs() {
       {"dpmpp_2m", 50, 50, 0.02},
       {"dpmpp_3m", 50, 50, 0.02},
       {"dpmpp_2m_sde", 200, 200, 0.03},
+      {"unipc", 50, 50, 0.02},
   };
 }
 
 // Samplers whose map from the starting noise is deterministic.
 bool deterministic(const std::string& sampler) {
   return sampler == "ode" || sampler == "dopri5" || sampler == "ddim" ||
-         sampler == "heun" || sampler == "dpmpp_2m" || sampler == "dpmpp_3m";
+         sampler == "heun" || sampler == "dpmpp_2m" || sampler == "dpmpp_3m" ||
+         sampler == "unipc";
 }
 
 // The few-step solvers run on the grids they are made for: log-SNR and
@@ -130,7 +132,8 @@ std::optional<TimeGrid> grid_for(
     const std::string& grid,
     const std::string& sampler,
     int64_t steps) {
-  const bool solver = sampler == "heun" || sampler.rfind("dpmpp", 0) == 0;
+  const bool solver =
+      sampler == "heun" || sampler.rfind("dpmpp", 0) == 0 || sampler == "unipc";
   if (solver && grid != "logsnr" && grid != "karras" &&
       !(grid == "trailing" && sampler != "heun")) {
     return std::nullopt;
@@ -169,8 +172,9 @@ TEST_P(EverySampler, TwoDimensionalMixtureOnSeveralGrids) {
       const Prediction p =
           r.sampler == "ddpm" || r.sampler == "dpmpp_2m"   ? Prediction::Epsilon
           : r.sampler == "ddim" || r.sampler == "dpmpp_3m" ? Prediction::V
-          : r.sampler == "ode" || r.sampler == "heun"      ? Prediction::X0
-                                                           : Prediction::Score;
+          : r.sampler == "ode" || r.sampler == "heun" || r.sampler == "unipc"
+              ? Prediction::X0
+              : Prediction::Score;
       auto model = g.model(process, p);
       auto opts = ss::SampleOptions()
                       .sampler(r.sampler)
@@ -204,7 +208,9 @@ TEST_P(EverySampler, EightDimensionalMixture) {
       continue;  // covered in 2-D; the same code paths
     }
     SCOPED_TRACE(process->describe() + ", " + r.sampler);
-    const bool solver = r.sampler == "heun" || r.sampler.rfind("dpmpp", 0) == 0;
+    const bool solver = r.sampler == "heun" ||
+                        r.sampler.rfind("dpmpp", 0) == 0 ||
+                        r.sampler == "unipc";
     const auto time_grid =
         solver ? *grid_for(*process, "karras", r.sampler, r.steps)
                : sbgm::grids::default_grid(*process, r.steps);
@@ -694,7 +700,7 @@ TEST(SamplersErrors, BadInput) {
   auto dm = g.model(disc);
   EXPECT_THROW_MSG(
       ss::sample(cont, *vp, {4, 2}, ss::SampleOptions().sampler("euler_a")),
-      "sample: unknown sampler 'euler_a'; valid names: default, ddpm, ddim");
+      "sample: unknown sampler 'euler_a'; valid names: ddim, ddpm, default");
   EXPECT_THROW_MSG(
       ss::sample(cont, *vp, {4, 2}, ss::SampleOptions().grid("exponential")),
       "unknown grid 'exponential'; valid names: default, uniform");

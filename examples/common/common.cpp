@@ -55,11 +55,11 @@ samplers::SampleOptions sample_options(
     torch::Device device,
     uint64_t seed,
     int64_t frames) {
-  auto o = samplers::SampleOptions()
-               .sampler(f.sampler)
-               .grid(f.grid)
-               .steps(f.steps)
-               .eta(f.eta);
+  auto o =
+      samplers::SampleOptions().sampler(f.sampler).grid(f.grid).steps(f.steps);
+  if (f.eta) {
+    o.set("eta", *f.eta);
+  }
   // The steps the run will take, for the trajectory's spacing.
   const int64_t steps = f.steps > 0 ? f.steps
                         : process.num_model_steps() > 0

@@ -8,7 +8,7 @@
 #include "affine.h"
 #include "checks.h"
 #include "ode_solvers.h"
-#include "sbgm/schedule.h"
+#include "options.h"
 
 namespace sbgm::samplers {
 
@@ -395,163 +395,115 @@ EulerMaruyamaSampler::EulerMaruyamaSampler(
       std::move(model), std::move(steps), options.common());
 }
 
-// ---- by name
-// ------------------------------------------------------------------
+// ---- registry lines
+// ----------------------------------------------------------
 
-std::vector<std::string> sampler_names() {
-  return {
-      "default",
+namespace detail {
+
+namespace {
+
+DDPMOptions ddpm_options(const Config& c) {
+  OptionReader r(c, "ddpm", {"variance", "clip_x0", "clip_range"});
+  const double range = r.number("clip_range", 1.0);
+  return DDPMOptions()
+      .variance(
+          r.choice("variance", {"beta", "posterior"}, 0) == 0
+              ? DDPMVariance::Beta
+              : DDPMVariance::Posterior)
+      .clip_x0(r.flag("clip_x0", r.has("clip_range")))
+      .clip_range(range);
+}
+
+DDIMOptions ddim_options(const Config& c) {
+  OptionReader r(c, "ddim", {"eta", "clip_x0", "clip_range"});
+  return DDIMOptions()
+      .eta(r.number("eta", 0.0))
+      .clip_x0(r.flag("clip_x0", r.has("clip_range")))
+      .clip_range(r.number("clip_range", 1.0));
+}
+
+PredictorCorrectorOptions pc_options(const Config& c) {
+  OptionReader r(c, "pc", {"predictor", "corrector_steps", "snr"});
+  PredictorCorrectorOptions o;
+  return o
+      .predictor(
+          r.choice("predictor", {"reverse_diffusion", "euler_maruyama"}, 0) == 0
+              ? Predictor::ReverseDiffusion
+              : Predictor::EulerMaruyama)
+      .corrector_steps(r.integer("corrector_steps", o.corrector_steps()))
+      .snr(r.number("snr", o.snr()));
+}
+
+ODEOptions ode_options(const Config& c, const char* name, ODEMethod method) {
+  OptionReader r(c, name, {"rtol", "atol", "max_steps"});
+  ODEOptions o;
+  return o.method(method)
+      .rtol(r.number("rtol", o.rtol()))
+      .atol(r.number("atol", o.atol()))
+      .max_steps(r.integer("max_steps", o.max_steps()));
+}
+
+}  // namespace
+
+void register_stochastic_samplers(Registry<Sampler>& table) {
+  table.add(
       "ddpm",
+      [](const Config& c) {
+        return make_sampler(ddpm_options(c), ddpm, [](const NoiseProcess& p) {
+          return p.num_model_steps() > 0 ? p.num_model_steps() : kDefaultSteps;
+        });
+      },
+      "ancestral sampling (Ho et al. 2020)");
+  table.add(
       "ddim",
-      "euler_maruyama",
-      "em",
+      [](const Config& c) {
+        return make_sampler(ddim_options(c), ddim, steps(kDDIMSteps));
+      },
+      "DDIM (Song, Meng & Ermon 2021)");
+  for (const char* name : {"euler_maruyama", "em"}) {
+    table.add(
+        name,
+        [name](const Config& c) {
+          OptionReader(c, name, {});
+          return make_sampler(
+              EulerMaruyamaOptions(), euler_maruyama, steps(kDefaultSteps));
+        },
+        "Euler-Maruyama on the reverse SDE");
+  }
+  table.add(
       "pc",
+      [](const Config& c) {
+        return make_sampler(
+            pc_options(c), predictor_corrector, steps(kDefaultSteps));
+      },
+      "predictor-corrector (Song et al. 2021)");
+  table.add(
       "ode",
+      [](const Config& c) {
+        return make_sampler(
+            ode_options(c, "ode", ODEMethod::Heun), ode, steps(kODESteps));
+      },
+      "Heun on the probability-flow ODE in t");
+  table.add(
       "ode_euler",
+      [](const Config& c) {
+        return make_sampler(
+            ode_options(c, "ode_euler", ODEMethod::Euler),
+            ode,
+            steps(kODESteps));
+      },
+      "Euler on the probability-flow ODE in t");
+  table.add(
       "dopri5",
-      "euler",
-      "heun",
-      "euler_ancestral",
-      "dpmpp_2m",
-      "dpmpp_3m",
-      "dpmpp_2m_sde"};
+      [](const Config& c) {
+        return make_sampler(
+            ode_options(c, "dopri5", ODEMethod::Dopri5),
+            ode,
+            steps(kODEGridSteps));
+      },
+      "Dormand-Prince 5(4) on the probability-flow ODE");
 }
 
-SampleResult sample(
-    const Model& model,
-    const NoiseProcess& process,
-    torch::IntArrayRef shape,
-    const SampleOptions& o) {
-  const std::string name = o.sampler() == "default" ? "dpmpp_2m" : o.sampler();
-  bool known = false;
-  for (const auto& s : sampler_names()) {
-    known = known || s == name;
-  }
-  if (!known) {
-    std::string valid;
-    for (const auto& s : sampler_names()) {
-      valid += (valid.empty() ? "" : ", ") + s;
-    }
-    TORCH_CHECK(
-        false,
-        "sample: unknown sampler '",
-        o.sampler(),
-        "'; valid names: ",
-        valid);
-  }
-  TORCH_CHECK(o.steps() >= 0, "sample: steps must be >= 0, got ", o.steps());
-  // The grid: by name, with the sampler's default step count when steps is
-  // 0 (a default grid with no steps leaves the choice to the sampler).
-  GridSpec grid;
-  if (o.time_grid()) {
-    grid = *o.time_grid();
-  } else if (o.grid() != "default" || o.steps() > 0) {
-    int64_t steps = o.steps();
-    if (steps == 0) {
-      steps = name == "ddim" || name == "euler_ancestral" ? kDDIMSteps
-              : name == "dopri5"                          ? kODEGridSteps
-              : name == "ode" || name == "ode_euler"      ? kODESteps
-              : name == "heun" || name == "euler"         ? detail::kHeunSteps
-              : name.rfind("dpmpp", 0) == 0               ? detail::kDPMSteps
-              : name == "ddpm" && process.num_model_steps() > 0
-                  ? process.num_model_steps()
-                  : kDefaultSteps;
-    }
-    grid =
-        grids::from_name(o.grid(), process, steps, GridOptions().rho(o.rho()));
-  }
-  const bool clip = o.clip_range() > 0;
-  if (name == "ddpm") {
-    return ddpm(
-        model,
-        process,
-        shape,
-        DDPMOptions()
-            .grid(grid)
-            .variance(o.variance())
-            .clip_x0(clip)
-            .clip_range(clip ? o.clip_range() : 1.0)
-            .common(o.common()));
-  }
-  if (name == "ddim") {
-    return ddim(
-        model,
-        process,
-        shape,
-        DDIMOptions()
-            .grid(grid)
-            .eta(o.eta().value_or(0.0))
-            .clip_x0(clip)
-            .clip_range(clip ? o.clip_range() : 1.0)
-            .common(o.common()));
-  }
-  if (name == "euler_maruyama" || name == "em") {
-    return euler_maruyama(
-        model,
-        process,
-        shape,
-        EulerMaruyamaOptions().grid(grid).common(o.common()));
-  }
-  if (name == "pc") {
-    return predictor_corrector(
-        model,
-        process,
-        shape,
-        PredictorCorrectorOptions()
-            .grid(grid)
-            .corrector_steps(o.corrector_steps())
-            .snr(o.snr())
-            .common(o.common()));
-  }
-  if (name == "euler" || name == "heun") {
-    return heun(
-        model,
-        process,
-        shape,
-        HeunOptions()
-            .grid(grid)
-            .order(name == "heun" ? 2 : 1)
-            .s_churn(o.s_churn())
-            .s_tmin(o.s_tmin())
-            .s_tmax(o.s_tmax())
-            .s_noise(o.s_noise())
-            .common(o.common()));
-  }
-  if (name == "euler_ancestral") {
-    return euler_ancestral(
-        model,
-        process,
-        shape,
-        EulerAncestralOptions()
-            .grid(grid)
-            .eta(o.eta().value_or(1.0))
-            .s_noise(o.s_noise())
-            .common(o.common()));
-  }
-  if (name.rfind("dpmpp", 0) == 0) {
-    return dpm_solver(
-        model,
-        process,
-        shape,
-        DPMSolverOptions()
-            .grid(grid)
-            .order(name == "dpmpp_3m" ? 3 : 2)
-            .sde(name == "dpmpp_2m_sde")
-            .common(o.common()));
-  }
-  const ODEMethod method = name == "ode"         ? ODEMethod::Heun
-                           : name == "ode_euler" ? ODEMethod::Euler
-                                                 : ODEMethod::Dopri5;
-  return ode(
-      model,
-      process,
-      shape,
-      ODEOptions()
-          .grid(grid)
-          .method(method)
-          .rtol(o.rtol())
-          .atol(o.atol())
-          .common(o.common()));
-}
+}  // namespace detail
 
 }  // namespace sbgm::samplers

@@ -11,6 +11,7 @@
 #include "../internal.h"
 #include "affine.h"
 #include "checks.h"
+#include "options.h"
 #include "sbgm/samplers/samplers.h"
 
 namespace sbgm::samplers {
@@ -157,16 +158,16 @@ SampleResult dpm_solver(
       n);
   const Prediction p = model.prediction();
   const bool to_data = pts.back().is_data();
-  // Per step: the order, the model time, m0 = x0_x x + x0_out out, and
-  // x <- c[0] x + c[1] m0 + c[2] m1 + c[3] m2 + c[4] z.
-  struct Step {
-    double t_model = 0, x0_x = 0, x0_out = 0;
-    std::array<double, 5> c{};
-  };
-  std::vector<Step> steps(static_cast<size_t>(n));
+  // Each step folded from the update functions: x <- c0 x + c1 m0 + c2 m1 +
+  // c3 m2 + c4 z with m0 = x0_x x + x0_out out, i.e. c_x = c0 + c1 x0_x and
+  // c_out = c1 x0_out on the shared stepper.
+  auto st = std::make_shared<detail::AffineSteps>(static_cast<size_t>(n));
+  st->integer_time = process.integer_model_time();
+  st->history = true;
   for (int64_t i = 0; i < n; ++i) {
-    const auto& from = pts[i];
-    const auto& to = pts[i + 1];
+    const auto k = static_cast<size_t>(i);
+    const auto& from = pts[k];
+    const auto& to = pts[k + 1];
     int64_t order = std::min<int64_t>(o.order(), i + 1);
     if (to_data && (o.lower_order_final() || to.is_data())) {
       if (to.is_data()) {
@@ -175,63 +176,90 @@ SampleResult dpm_solver(
         order = std::min<int64_t>(order, 2);
       }
     }
-    const ProcessPoint& prev = i >= 1 ? pts[i - 1] : from;
-    const ProcessPoint& prev2 = i >= 2 ? pts[i - 2] : prev;
-    auto f = [&](const std::array<double, 5>& v) {
-      const double x = v[0], m0 = v[1], m1 = v[2], m2 = v[3], z = v[4];
-      if (o.sde()) {
-        return order == 1 ? update::dpmpp_1_sde(x, m0, z, from, to)
-                          : update::dpmpp_2m_sde(x, m0, m1, z, prev, from, to);
-      }
-      switch (order) {
-        case 1:
-          return update::dpmpp_1(x, m0, from, to);
-        case 2:
-          return update::dpmpp_2m(x, m0, m1, prev, from, to);
-        default:
-          return update::dpmpp_3m(x, m0, m1, m2, prev2, prev, from, to);
-      }
-    };
-    auto& s = steps[static_cast<size_t>(i)];
-    for (size_t k = 0; k < 5; ++k) {
-      std::array<double, 5> unit{};
-      unit[k] = 1.0;
-      s.c[k] = f(unit);
-    }
-    s.t_model = from.t;
-    const auto m = prediction_coeffs(p, Prediction::X0, from.alpha, from.sigma);
-    s.x0_x = m.x_coeff;
-    s.x0_out = m.out_coeff;
+    const ProcessPoint& prev = i >= 1 ? pts[k - 1] : from;
+    const ProcessPoint& prev2 = i >= 2 ? pts[k - 2] : prev;
+    const auto c =
+        detail::fold5([&](double x, double m0, double m1, double m2, double z) {
+          if (o.sde()) {
+            return order == 1
+                       ? update::dpmpp_1_sde(x, m0, z, from, to)
+                       : update::dpmpp_2m_sde(x, m0, m1, z, prev, from, to);
+          }
+          switch (order) {
+            case 1:
+              return update::dpmpp_1(x, m0, from, to);
+            case 2:
+              return update::dpmpp_2m(x, m0, m1, prev, from, to);
+            default:
+              return update::dpmpp_3m(x, m0, m1, m2, prev2, prev, from, to);
+          }
+        });
+    st->set_point(k, process, p, from, to.t);
+    st->c_x[k] = c[0] + c[1] * st->x0_x[k];
+    st->c_out[k] = c[1] * st->x0_out[k];
+    st->c_m1[k] = c[2];
+    st->c_m2[k] = c[3];
+    st->c_noise[k] = c[4];
   }
   c10::InferenceMode guard;
   auto x = initial_state(process, pts.front().t, shape, common, where);
-  SamplerLoop loop(common, n, where);
-  loop.start(x);
-  ModelCaller call(batch_invariant_model(model, common), process, where);
-  NoiseSource source(common);
-  torch::Tensor m1, m2, noise;
-  for (int64_t i = 0; i < n; ++i) {
-    const auto& s = steps[static_cast<size_t>(i)];
-    auto m0 = call(x, s.t_model) * s.x0_out;
-    if (s.x0_x != 0.0) {
-      m0.add_(x, s.x0_x);
-    }
-    x.mul_(s.c[0]).add_(m0, s.c[1]);
-    if (s.c[2] != 0.0) {
-      x.add_(m1, s.c[2]);
-    }
-    if (s.c[3] != 0.0) {
-      x.add_(m2, s.c[3]);
-    }
-    if (s.c[4] != 0.0) {
-      detail::fill_normal(noise, x, source);
-      x.add_(noise, s.c[4]);
-    }
-    loop.step(i + 1, pts[i + 1].t, x, m0);
-    m2 = std::move(m1);
-    m1 = std::move(m0);
+  return detail::run_affine(model, std::move(st), std::move(x), common, where);
+}
+
+// ---- registry lines
+// ----------------------------------------------------------
+
+void detail::register_solvers(Registry<Sampler>& table) {
+  for (const char* name : {"euler", "heun"}) {
+    table.add(
+        name,
+        [name](const Config& c) {
+          detail::OptionReader r(
+              c, name, {"s_churn", "s_tmin", "s_tmax", "s_noise"});
+          HeunOptions o;
+          o.order(std::string(name) == "heun" ? 2 : 1)
+              .s_churn(r.number("s_churn", o.s_churn()))
+              .s_tmin(r.number("s_tmin", o.s_tmin()))
+              .s_tmax(r.number("s_tmax", o.s_tmax()))
+              .s_noise(r.number("s_noise", o.s_noise()));
+          return detail::make_sampler(
+              o, heun, detail::steps(detail::kHeunSteps));
+        },
+        std::string(name) == "heun" ? "EDM's Heun (Karras et al. 2022, Alg. 2)"
+                                    : "Euler with EDM's churn");
   }
-  return loop.finish(x, call.nfe());
+  table.add(
+      "euler_ancestral",
+      [](const Config& c) {
+        detail::OptionReader r(c, "euler_ancestral", {"eta", "s_noise"});
+        EulerAncestralOptions o;
+        o.eta(r.number("eta", o.eta()))
+            .s_noise(r.number("s_noise", o.s_noise()));
+        return detail::make_sampler(
+            o, euler_ancestral, detail::steps(kAncestralSteps));
+      },
+      "k-diffusion's Euler-ancestral");
+  struct DPM {
+    const char* name;
+    int64_t order;
+    bool sde;
+  };
+  for (const DPM d :
+       {DPM{"dpmpp_2m", 2, false},
+        DPM{"dpmpp_3m", 3, false},
+        DPM{"dpmpp_2m_sde", 2, true}}) {
+    table.add(
+        d.name,
+        [d](const Config& c) {
+          detail::OptionReader r(c, d.name, {"lower_order_final"});
+          DPMSolverOptions o;
+          o.order(d.order).sde(d.sde).lower_order_final(
+              r.flag("lower_order_final", o.lower_order_final()));
+          return detail::make_sampler(
+              o, dpm_solver, detail::steps(detail::kDPMSteps));
+        },
+        "DPM-Solver++ (Lu et al. 2022)");
+  }
 }
 
 }  // namespace sbgm::samplers
