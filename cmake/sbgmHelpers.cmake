@@ -6,6 +6,41 @@ function(sbgm_target_defaults target)
   set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
 endfunction()
 
+# Sets SBGM_WITH_<NAME> (upper case) to whether `found_var` is true: an
+# optional extra, skipped with a status message when missing.
+macro(sbgm_optional name found_var what)
+  string(TOUPPER ${name} _sbgm_up)
+  if(${found_var})
+    set(SBGM_WITH_${_sbgm_up} ON)
+  else()
+    set(SBGM_WITH_${_sbgm_up} OFF)
+    message(STATUS "sbgm: ${what} not found: sbgm::${name}, and what needs it, skipped")
+  endif()
+endmacro()
+
+# One library of the package: `target`, exported and aliased as
+# sbgm::<export_name>, with our headers, C++17 and our warnings. Libraries
+# besides the core reuse its precompiled torch header.
+function(sbgm_library target export_name)
+  add_library(sbgm::${export_name} ALIAS ${target})
+  target_compile_features(${target} PUBLIC cxx_std_17)
+  set_target_properties(${target} PROPERTIES
+    EXPORT_NAME ${export_name}
+    CXX_EXTENSIONS OFF
+    POSITION_INDEPENDENT_CODE ON
+    VERSION ${PROJECT_VERSION}
+    SOVERSION ${PROJECT_VERSION_MAJOR})
+  target_include_directories(${target} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  # Private helpers (src/internal.h) for sources in subfolders of src/.
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  sbgm_target_defaults(${target})
+  if(SBGM_USE_PCH AND NOT target STREQUAL "sbgm")
+    target_precompile_headers(${target} REUSE_FROM sbgm)
+  endif()
+endfunction()
+
 # Reuses one precompiled torch header across our executables. The library's
 # own cannot be shared with them: it is built position-independent.
 function(sbgm_reuse_pch target)
@@ -13,8 +48,8 @@ function(sbgm_reuse_pch target)
     return()
   endif()
   if(NOT TARGET sbgm_exe_pch)
-    file(WRITE ${CMAKE_BINARY_DIR}/sbgm_exe_pch.cpp "// precompiled header carrier\n")
-    add_library(sbgm_exe_pch OBJECT ${CMAKE_BINARY_DIR}/sbgm_exe_pch.cpp)
+    file(WRITE ${PROJECT_BINARY_DIR}/sbgm_exe_pch.cpp "// precompiled header carrier\n")
+    add_library(sbgm_exe_pch OBJECT ${PROJECT_BINARY_DIR}/sbgm_exe_pch.cpp)
     target_link_libraries(sbgm_exe_pch PRIVATE sbgm::sbgm)
     sbgm_target_defaults(sbgm_exe_pch)
     target_precompile_headers(sbgm_exe_pch PRIVATE <torch/torch.h>)
