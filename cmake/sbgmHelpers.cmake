@@ -37,6 +37,9 @@ function(sbgm_library target export_name)
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src)
   sbgm_target_defaults(${target})
   if(SBGM_USE_PCH AND NOT target STREQUAL "sbgm")
+    # The core's export macro (nothing reads it) keeps the flags the same, so
+    # that its precompiled header is valid here.
+    set_target_properties(${target} PROPERTIES DEFINE_SYMBOL sbgm_EXPORTS)
     target_precompile_headers(${target} REUSE_FROM sbgm)
   endif()
 endfunction()
@@ -65,3 +68,23 @@ macro(sbgm_detect_torch_cuda)
   endif()
   message(STATUS "sbgm: Torch ${Torch_VERSION}, CUDA support: ${SBGM_TORCH_HAS_CUDA}")
 endmacro()
+
+# Makes the imported targets that this directory's find_package calls
+# created global (CMake >= 3.21 lists them; before, LibTorch's known ones),
+# so that a parent project linking sbgm's targets can resolve them.
+function(sbgm_share_imported_targets)
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.21)
+    get_property(targets DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} PROPERTY IMPORTED_TARGETS)
+  else()
+    set(targets torch torch_library torch_cpu torch_cpu_library c10
+      torch_cuda torch_cuda_library c10_cuda)
+  endif()
+  foreach(t IN LISTS targets)
+    if(TARGET ${t})
+      get_target_property(is_global ${t} IMPORTED_GLOBAL)
+      if(NOT is_global)
+        set_target_properties(${t} PROPERTIES IMPORTED_GLOBAL TRUE)
+      endif()
+    endif()
+  endforeach()
+endfunction()
