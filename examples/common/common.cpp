@@ -166,10 +166,13 @@ std::shared_ptr<NoiseProcess> make_process(
   Config config = {{"name", name}};
   if (name == "ve") {
     config["sigma"] = ve_sigma;
-  } else if (name == "linear" || name == "cosine") {
+  } else if (name == "linear" || name == "cosine" || name == "discrete") {
+    // "discrete" alone: the linear schedule.
     config = {
         {"name", "discrete"},
-        {"schedule", {{"kind", name}, {"num_timesteps", T}}},
+        {"schedule",
+         {{"kind", name == "discrete" ? "linear" : name},
+          {"num_timesteps", T}}},
         {"quantize", quantize}};
   } else if (name == "sigmoid") {
     // Reaches the prior for any T: betas from 1e-4 to 12 / T.

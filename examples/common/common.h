@@ -72,8 +72,8 @@ TrainerOptions trainer_options(const TrainingFlags& flags);
 /// A noise process by name, through sbgm::process_registry(): any
 /// registered process ("vp", "subvp", "ve" with sigma = ve_sigma,
 /// "ve_geometric", "edm", a user's) with its default parameters, or a DDPM
-/// schedule "linear", "cosine", "sigmoid" with T steps as a "discrete"
-/// process (quantized model time when `quantize`).
+/// schedule "linear" (also "discrete"), "cosine", "sigmoid" with T steps as
+/// a "discrete" process (quantized model time when `quantize`).
 std::shared_ptr<NoiseProcess> make_process(
     const std::string& name,
     int64_t num_timesteps = 1000,
