@@ -163,8 +163,10 @@ Sampler make_sampler(
 }
 
 /// The built-in sampler files, each adding its samplers to the table.
-void register_stochastic_samplers(Registry<Sampler>& table);  // samplers.cpp
-void register_solvers(Registry<Sampler>& table);              // solvers.cpp
-void register_unipc(Registry<Sampler>& table);                // unipc.cpp
+void register_folded(Registry<Sampler>& table);  // folded.cpp
+void register_pc(Registry<Sampler>& table);      // pc.cpp
+void register_ode(Registry<Sampler>& table);     // ode.cpp
+void register_heun(Registry<Sampler>& table);    // heun.cpp
+void register_unipc(Registry<Sampler>& table);   // unipc.cpp
 
 }  // namespace sbgm::samplers::detail

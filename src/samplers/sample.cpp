@@ -12,8 +12,10 @@ namespace {
 // One line per built-in sampler file.
 Registry<Sampler>* make_registry() {
   auto* table = new Registry<Sampler>("sampler");
-  detail::register_stochastic_samplers(*table);
-  detail::register_solvers(*table);
+  detail::register_folded(*table);
+  detail::register_pc(*table);
+  detail::register_ode(*table);
+  detail::register_heun(*table);
   detail::register_unipc(*table);
   table->add(
       "default",

@@ -357,12 +357,15 @@ struct SampleOptions {
 /// A sampler as the registry builds it from its options: run it on
 /// (model, process, shape) with a grid and the shared options.
 struct Sampler {
+  /// What runs the sampler: the grid is the one SampleOptions chose (or the
+  /// default GridSpec, leaving the choice to the sampler).
   using RunFn = std::function<SampleResult(
       const Model& model,
       const NoiseProcess& process,
       torch::IntArrayRef shape,
       const GridSpec& grid,
       const CommonOptions& common)>;
+  /// Runs the sampler with the options it was built from.
   RunFn run;
   /// The step count of a grid chosen by name when SampleOptions::steps is
   /// 0 (a default grid with no steps is left to the sampler itself).

@@ -1,25 +1,31 @@
-#include "sbgm/samplers/samplers.h"
+// The folded samplers: each step linear in the state, the model's output,
+// the x0 estimates of the two steps before and fresh noise (DDPM, DDIM,
+// Euler-Maruyama, Euler-ancestral, DPM-Solver++ 1/2M/3M and its SDE
+// variant). Each folds its update functions (sbgm/samplers/updates.h) into
+// one per-step coefficient table on the host that the shared stepper
+// (affine.h) runs; tests/folded_samplers_test.cpp checks every one against
+// its readable loop.
 
 #include <c10/core/InferenceMode.h>
 
+#include <array>
 #include <cmath>
 
 #include "../internal.h"
 #include "affine.h"
 #include "checks.h"
-#include "ode_solvers.h"
 #include "options.h"
+#include "sbgm/samplers/samplers.h"
 
 namespace sbgm::samplers {
 
+using detail::check_noise;
+using detail::kDefaultSteps;
+
 namespace {
 
-// Defaults of the step counts.
-constexpr int64_t kDefaultSteps = 1000;
 constexpr int64_t kDDIMSteps = 50;
-constexpr int64_t kODEGridSteps = 2;
-// Fixed-step probability-flow ODE by name.
-constexpr int64_t kODESteps = 100;
+constexpr int64_t kAncestralSteps = 50;
 
 void check_clip(bool clip, double range, const char* where) {
   TORCH_CHECK(
@@ -212,143 +218,113 @@ SampleResult euler_maruyama(
       model, std::move(steps), std::move(x), options.common(), where);
 }
 
-SampleResult predictor_corrector(
+SampleResult euler_ancestral(
     const Model& model,
     const NoiseProcess& process,
     torch::IntArrayRef shape,
-    const PredictorCorrectorOptions& o) {
-  const char* where = "predictor_corrector";
-  const auto& common = o.common();
-  detail::check_no_cuda_graph(common, where);
-  TORCH_CHECK(
-      o.corrector_steps() >= 0,
-      where,
-      ": corrector_steps must be >= 0, got ",
-      o.corrector_steps());
-  TORCH_CHECK(
-      o.snr() > 0 && std::isfinite(o.snr()),
-      where,
-      ": snr must be finite and > 0, got ",
-      o.snr());
-  const auto pts = grid_points(model, process, o.grid(), kDefaultSteps, where);
+    const EulerAncestralOptions& o) {
+  const char* where = "euler_ancestral";
+  detail::check_eta(o.eta(), where);
+  check_noise(o.s_noise(), where);
+  const auto pts =
+      detail::grid_points(model, process, o.grid(), kAncestralSteps, where);
   const Prediction p = model.prediction();
-  c10::InferenceMode guard;
-  auto x = initial_state(process, pts.front().t, shape, common, where);
-  const auto n = static_cast<int64_t>(pts.size()) - 1;
-  SamplerLoop loop(common, n, where);
-  loop.start(x);
-  ModelCaller call(batch_invariant_model(model, common), process, where);
-  NoiseSource source(common);
-  auto noise = [&] { return source.randn(x.sizes(), x.options()); };
-  const int64_t batch = x.size(0);
-  // With per-sample streams, each sample's step size uses its own norms
-  // (batch means would tie a sample to the rest of its batch).
-  const bool per_sample = source.per_sample();
-  for (int64_t i = 0; i < n; ++i) {
-    const ProcessPoint& from = pts[i];
-    const ProcessPoint& to = pts[i + 1];
-    const auto sc =
-        prediction_coeffs(p, Prediction::Score, from.alpha, from.sigma);
-    auto score_of = [&](const torch::Tensor& out) {
-      auto s = out * sc.out_coeff;
-      return sc.x_coeff_is_zero ? s : s.add_(x, sc.x_coeff);
-    };
-    // Langevin corrector (score_sde's LangevinCorrector): the step size
-    // follows from the target snr and the batch-mean norms.
-    const double k = from.alpha / to.alpha;
-    for (int64_t c = 0; c < o.corrector_steps(); ++c) {
-      auto score = score_of(call(x, from.t));
-      auto z = noise();
-      auto gnorm = score.reshape({batch, -1}).norm(2, {1});
-      auto znorm = z.reshape({batch, -1}).norm(2, {1});
-      if (per_sample) {
-        std::vector<int64_t> view(static_cast<size_t>(x.dim()), 1);
-        view[0] = batch;
-        gnorm = gnorm.view(view);
-        znorm = znorm.view(view);
-      } else {
-        gnorm = gnorm.mean();
-        znorm = znorm.mean();
-      }
-      auto e = (o.snr() * znorm / gnorm).square_().mul_(2.0 * k * k);
-      x.add_(score * e).add_(z * (2.0 * e).sqrt_());
-    }
-    auto out = call(x, from.t);
-    torch::Tensor x0;
-    if (to.is_data() || loop.wants_x0()) {
-      x0 = update::denoised(x, out, p, from).x0;
-    }
-    if (to.is_data()) {
-      x = x0;  // Tweedie's denoising step
-    } else if (o.predictor() == Predictor::ReverseDiffusion) {
-      x = update::reverse_diffusion(x, score_of(out), noise(), from, to);
-    } else {
-      x = update::euler_maruyama(
-          x,
-          score_of(out),
-          noise(),
-          process.drift_coeff(from.t),
-          process.diffusion_sq(from.t),
-          from.t - to.t);
-    }
-    loop.step(i + 1, to.t, x, x0);
+  const size_t n = pts.size() - 1;
+  auto st = std::make_shared<detail::AffineSteps>(n);
+  st->integer_time = process.integer_model_time();
+  for (size_t i = 0; i < n; ++i) {
+    const auto& from = pts[i];
+    const auto& to = pts[i + 1];
+    st->set_point(i, process, p, from, to.t);
+    const auto c = detail::fold([&](double x, double u, double z) {
+      const auto d = update::denoised(x, u, p, from);
+      return update::euler_ancestral(
+          x, d.x0, z, from, to, o.eta(), o.s_noise());
+    });
+    st->c_x[i] = c.x;
+    st->c_out[i] = c.u;
+    st->c_noise[i] = c.z;
   }
-  return loop.finish(x, call.nfe());
+  c10::InferenceMode guard;
+  auto x = initial_state(process, pts.front().t, shape, o.common(), where);
+  return detail::run_affine(
+      model, std::move(st), std::move(x), o.common(), where);
 }
 
-SampleResult ode(
+SampleResult dpm_solver(
     const Model& model,
     const NoiseProcess& process,
     torch::IntArrayRef shape,
-    const ODEOptions& o) {
-  const char* where = "ode";
+    const DPMSolverOptions& o) {
+  const char* where = o.sde() ? "dpmpp_sde" : "dpm_solver";
   const auto& common = o.common();
   detail::check_no_cuda_graph(common, where);
-  detail::check_tolerances(o.rtol(), o.atol(), o.max_steps(), where);
-  const auto pts = grid_points(model, process, o.grid(), kODEGridSteps, where);
+  TORCH_CHECK(
+      o.order() >= 1 && o.order() <= (o.sde() ? 2 : 3),
+      where,
+      o.sde() ? ": the SDE variant supports order 1 or 2, got "
+              : ": order must be 1, 2 or 3, got ",
+      o.order());
+  const auto pts =
+      detail::grid_points(model, process, o.grid(), detail::kDPMSteps, where);
+  const auto n = static_cast<int64_t>(pts.size()) - 1;
+  TORCH_CHECK(
+      n >= o.order(),
+      where,
+      ": order ",
+      o.order(),
+      " needs a grid of at least ",
+      o.order(),
+      " steps for its multistep start, got ",
+      n);
   const Prediction p = model.prediction();
+  const bool to_data = pts.back().is_data();
+  // Each step folded from the update functions: x <- c0 x + c1 m0 + c2 m1 +
+  // c3 m2 + c4 z with m0 = x0_x x + x0_out out, i.e. c_x = c0 + c1 x0_x and
+  // c_out = c1 x0_out on the shared stepper.
+  auto st = std::make_shared<detail::AffineSteps>(static_cast<size_t>(n));
+  st->integer_time = process.integer_model_time();
+  st->history = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<size_t>(i);
+    const auto& from = pts[k];
+    const auto& to = pts[k + 1];
+    int64_t order = std::min<int64_t>(o.order(), i + 1);
+    if (to_data && (o.lower_order_final() || to.is_data())) {
+      if (to.is_data()) {
+        order = 1;  // h is infinite: only the first-order step is defined
+      } else if (i + 2 == n) {
+        order = std::min<int64_t>(order, 2);
+      }
+    }
+    const ProcessPoint& prev = i >= 1 ? pts[k - 1] : from;
+    const ProcessPoint& prev2 = i >= 2 ? pts[k - 2] : prev;
+    const auto c =
+        detail::fold5([&](double x, double m0, double m1, double m2, double z) {
+          if (o.sde()) {
+            return order == 1
+                       ? update::dpmpp_1_sde(x, m0, z, from, to)
+                       : update::dpmpp_2m_sde(x, m0, m1, z, prev, from, to);
+          }
+          switch (order) {
+            case 1:
+              return update::dpmpp_1(x, m0, from, to);
+            case 2:
+              return update::dpmpp_2m(x, m0, m1, prev, from, to);
+            default:
+              return update::dpmpp_3m(x, m0, m1, m2, prev2, prev, from, to);
+          }
+        });
+    st->set_point(k, process, p, from, to.t);
+    st->c_x[k] = c[0] + c[1] * st->x0_x[k];
+    st->c_out[k] = c[1] * st->x0_out[k];
+    st->c_m1[k] = c[2];
+    st->c_m2[k] = c[3];
+    st->c_noise[k] = c[4];
+  }
   c10::InferenceMode guard;
   auto x = initial_state(process, pts.front().t, shape, common, where);
-  const auto n = static_cast<int64_t>(pts.size()) - 1;
-  SamplerLoop loop(common, n, where);
-  loop.start(x);
-  ModelCaller call(batch_invariant_model(model, common), process, where);
-  // dx/dt at any t of the process (Dopri5's stages fall between grid times).
-  detail::RHS rhs = [&](double t, const detail::State& y) -> detail::State {
-    const ProcessPoint at = process.at(t);
-    const auto score = convert_prediction(
-        call(y[0], t), p, Prediction::Score, y[0], at.alpha, at.sigma);
-    return {update::probability_flow(
-        y[0], score, process.drift_coeff(t), process.diffusion_sq(t))};
-  };
-  const detail::OnStep no_step = [](int64_t, const detail::State&) {};
-  detail::State y{x};
-  for (int64_t i = 0; i < n; ++i) {
-    const ProcessPoint& from = pts[i];
-    const ProcessPoint& to = pts[i + 1];
-    torch::Tensor x0;
-    if (to.is_data()) {
-      x0 = update::denoised(y[0], call(y[0], from.t), p, from).x0;
-      y[0] = x0;  // Tweedie's denoising step
-    } else if (o.method() == ODEMethod::Euler) {
-      detail::euler(rhs, y, from.t, to.t);
-    } else if (o.method() == ODEMethod::Heun) {
-      detail::heun(rhs, y, from.t, to.t, 1, no_step);
-    } else {
-      detail::dopri5(
-          rhs,
-          y,
-          from.t,
-          to.t,
-          o.rtol(),
-          o.atol(),
-          o.max_steps(),
-          no_step,
-          where);
-    }
-    loop.step(i + 1, to.t, y[0], x0);
-  }
-  return loop.finish(y[0], call.nfe());
+  return detail::run_affine(model, std::move(st), std::move(x), common, where);
 }
 
 // ---- step objects
@@ -422,30 +398,9 @@ DDIMOptions ddim_options(const Config& c) {
       .clip_range(r.number("clip_range", 1.0));
 }
 
-PredictorCorrectorOptions pc_options(const Config& c) {
-  OptionReader r(c, "pc", {"predictor", "corrector_steps", "snr"});
-  PredictorCorrectorOptions o;
-  return o
-      .predictor(
-          r.choice("predictor", {"reverse_diffusion", "euler_maruyama"}, 0) == 0
-              ? Predictor::ReverseDiffusion
-              : Predictor::EulerMaruyama)
-      .corrector_steps(r.integer("corrector_steps", o.corrector_steps()))
-      .snr(r.number("snr", o.snr()));
-}
-
-ODEOptions ode_options(const Config& c, const char* name, ODEMethod method) {
-  OptionReader r(c, name, {"rtol", "atol", "max_steps"});
-  ODEOptions o;
-  return o.method(method)
-      .rtol(r.number("rtol", o.rtol()))
-      .atol(r.number("atol", o.atol()))
-      .max_steps(r.integer("max_steps", o.max_steps()));
-}
-
 }  // namespace
 
-void register_stochastic_samplers(Registry<Sampler>& table) {
+void register_folded(Registry<Sampler>& table) {
   table.add(
       "ddpm",
       [](const Config& c) {
@@ -471,37 +426,37 @@ void register_stochastic_samplers(Registry<Sampler>& table) {
         "Euler-Maruyama on the reverse SDE");
   }
   table.add(
-      "pc",
+      "euler_ancestral",
       [](const Config& c) {
-        return make_sampler(
-            pc_options(c), predictor_corrector, steps(kDefaultSteps));
+        detail::OptionReader r(c, "euler_ancestral", {"eta", "s_noise"});
+        EulerAncestralOptions o;
+        o.eta(r.number("eta", o.eta()))
+            .s_noise(r.number("s_noise", o.s_noise()));
+        return detail::make_sampler(
+            o, euler_ancestral, detail::steps(kAncestralSteps));
       },
-      "predictor-corrector (Song et al. 2021)");
-  table.add(
-      "ode",
-      [](const Config& c) {
-        return make_sampler(
-            ode_options(c, "ode", ODEMethod::Heun), ode, steps(kODESteps));
-      },
-      "Heun on the probability-flow ODE in t");
-  table.add(
-      "ode_euler",
-      [](const Config& c) {
-        return make_sampler(
-            ode_options(c, "ode_euler", ODEMethod::Euler),
-            ode,
-            steps(kODESteps));
-      },
-      "Euler on the probability-flow ODE in t");
-  table.add(
-      "dopri5",
-      [](const Config& c) {
-        return make_sampler(
-            ode_options(c, "dopri5", ODEMethod::Dopri5),
-            ode,
-            steps(kODEGridSteps));
-      },
-      "Dormand-Prince 5(4) on the probability-flow ODE");
+      "k-diffusion's Euler-ancestral");
+  struct DPM {
+    const char* name;
+    int64_t order;
+    bool sde;
+  };
+  for (const DPM d :
+       {DPM{"dpmpp_2m", 2, false},
+        DPM{"dpmpp_3m", 3, false},
+        DPM{"dpmpp_2m_sde", 2, true}}) {
+    table.add(
+        d.name,
+        [d](const Config& c) {
+          detail::OptionReader r(c, d.name, {"lower_order_final"});
+          DPMSolverOptions o;
+          o.order(d.order).sde(d.sde).lower_order_final(
+              r.flag("lower_order_final", o.lower_order_final()));
+          return detail::make_sampler(
+              o, dpm_solver, detail::steps(detail::kDPMSteps));
+        },
+        "DPM-Solver++ (Lu et al. 2022)");
+  }
 }
 
 }  // namespace detail
