@@ -4,10 +4,13 @@
 #include <sbgm/nets/mlp.h>
 #include <sbgm/nets/unet.h>
 #include <sbgm/precondition.h>
+#include <sbgm/processes/discrete.h>
+#include <sbgm/processes/edm.h>
+#include <sbgm/processes/ve.h>
+#include <sbgm/processes/vp.h>
 #include <sbgm/random.h>
 #include <sbgm/samplers/samplers.h>
 #include <sbgm/schedule.h>
-#include <sbgm/sde.h>
 #include <sbgm/train/ema.h>
 #include <torch/torch.h>
 

@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 #include <sbgm/nets/mlp.h>
+#include <sbgm/processes/discrete.h>
+#include <sbgm/processes/edm.h>
+#include <sbgm/processes/ve.h>
+#include <sbgm/processes/vp.h>
 #include <sbgm/random.h>
 #include <sbgm/samplers/samplers.h>
 #include <sbgm/schedule.h>
-#include <sbgm/sde.h>
 #include <torch/torch.h>
 
 #include "support.h"

@@ -7,8 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace sbgm {

@@ -10,9 +10,12 @@
 #include <vector>
 
 #include "sbgm/gmm.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/random.h"
 #include "sbgm/samplers/samplers.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace ss = sbgm::samplers;

@@ -100,7 +100,7 @@ void detail::register_heun(Registry<Sampler>& table) {
               .s_tmax(r.number("s_tmax", o.s_tmax()))
               .s_noise(r.number("s_noise", o.s_noise()));
           return detail::make_sampler(
-              o, heun, detail::steps(detail::kHeunSteps));
+              o, ::sbgm::samplers::heun, detail::steps(detail::kHeunSteps));
         },
         std::string(name) == "heun" ? "EDM's Heun (Karras et al. 2022, Alg. 2)"
                                     : "Euler with EDM's churn");
