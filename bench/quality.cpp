@@ -114,17 +114,16 @@ void quality_table(
       const int64_t steps =
           r.evals_per_step == 1 ? nfe : std::max<int64_t>(1, (nfe + 1) / 2);
       try {
-        auto res = ss::sample(
-            model,
-            process,
-            {10000, 2},
-            ss::SampleOptions()
-                .sampler(r.sampler)
-                .grid(r.grid)
-                .steps(steps)
-                .variance(r.variance)
-                .common(
-                    ss::CommonOptions().generator(sbgm::make_generator(11))));
+        auto so = ss::SampleOptions()
+                      .sampler(r.sampler)
+                      .grid(r.grid)
+                      .steps(steps)
+                      .common(ss::CommonOptions().generator(
+                          sbgm::make_generator(11)));
+        if (posterior) {
+          so.set("variance", "posterior");
+        }
+        auto res = ss::sample(model, process, {10000, 2}, so);
         std::printf(
             " %.2f (%lld) |",
             ratio(to_data(res.samples), data),

@@ -94,9 +94,9 @@ std::shared_ptr<SeedSetup> seed_setup(torch::Device device) {
   auto s = std::make_shared<SeedSetup>();
   auto gen = torch::make_generator<torch::CPUGeneratorImpl>(0);
   s->data = data::make_swiss_roll(kSeedPoints, gen).to(device);
-  s->sqrt_ab = s->schedule.sqrt_alphas_cumprod().to(device, torch::kFloat);
+  s->sqrt_ab = s->schedule.alphas_cumprod().sqrt().to(device, torch::kFloat);
   s->sqrt_1mab =
-      s->schedule.sqrt_one_minus_alphas_cumprod().to(device, torch::kFloat);
+      (1.0 - s->schedule.alphas_cumprod()).sqrt().to(device, torch::kFloat);
   s->schedule = s->schedule.to(device);
   s->net->to(device);
   return s;

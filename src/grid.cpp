@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "internal.h"
-#include "sbgm/schedule.h"
+#include "sbgm/processes/discrete.h"
 
 namespace sbgm {
 

@@ -9,8 +9,6 @@
 #include "sbgm/io/safetensors.h"
 #include "sbgm/precondition.h"
 #include "sbgm/random.h"
-#include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "sbgm/train/ema.h"
 
 namespace sbgm {
@@ -27,154 +25,47 @@ std::string hex32(uint32_t v) {
   return buf;
 }
 
-json process_json(const NoiseProcess& process) {
-  if (const auto* p = dynamic_cast<const SubVPSDE*>(&process)) {
-    return {
-        {"kind", "subvp"},
-        {"beta_min", p->beta_min()},
-        {"beta_max", p->beta_max()}};
+// A version 1 config names its network's and process's registry entry
+// "kind" and stores a discrete process's betas at its top level; the same
+// in today's form.
+// The CRC-32 that header_crc32 holds (see model_file.h).
+uint32_t header_crc(
+    const std::map<std::string, std::string>& metadata,
+    const io::NamedTensors& tensors) {
+  json meta = json::object();
+  for (const auto& [key, value] : metadata) {
+    if (key != "header_crc32") {
+      meta[key] = value;
+    }
   }
-  if (const auto* p = dynamic_cast<const VPSDE*>(&process)) {
-    return {
-        {"kind", "vp"},
-        {"beta_min", p->beta_min()},
-        {"beta_max", p->beta_max()}};
+  json table = json::array();
+  for (const auto& [name, t] : tensors) {
+    table.push_back({name, c10::toString(t.scalar_type()), t.sizes().vec()});
   }
-  if (const auto* p = dynamic_cast<const VESDE*>(&process)) {
-    return {{"kind", "ve"}, {"sigma", p->base_sigma()}};
-  }
-  if (const auto* p = dynamic_cast<const GeometricVESDE*>(&process)) {
-    return {
-        {"kind", "ve_geometric"},
-        {"sigma_min", p->sigma_min()},
-        {"sigma_max", p->sigma_max()}};
-  }
-  if (const auto* p = dynamic_cast<const EDMProcess*>(&process)) {
-    return {
-        {"kind", "edm"},
-        {"sigma_min", p->sigma_min()},
-        {"sigma_max", p->sigma_max()},
-        {"sigma_data", p->sigma_data()}};
-  }
-  if (const auto* p = dynamic_cast<const DiscreteProcess*>(&process)) {
-    const auto betas = p->schedule().betas().to(torch::kCPU).contiguous();
-    const auto* b = betas.data_ptr<double>();
-    return {
-        {"kind", "discrete"},
-        {"betas", std::vector<double>(b, b + betas.numel())},
-        {"quantize", p->options().quantize()}};
-  }
-  TORCH_CHECK(
-      false,
-      "save_model: cannot store the process ",
-      process.describe(),
-      " (known: vp, subvp, ve, ve_geometric, edm, discrete)");
+  const auto s = json{{"metadata", meta}, {"tensors", table}}.dump();
+  return io::crc32(s.data(), s.size());
 }
 
-std::shared_ptr<const NoiseProcess> process_from_json(const json& j) {
-  const auto kind = j.at("kind").get<std::string>();
-  if (kind == "vp") {
-    return std::make_shared<VPSDE>(
-        j.at("beta_min").get<double>(), j.at("beta_max").get<double>());
+json upgraded_v1(json cfg) {
+  for (const char* part : {"network", "process"}) {
+    if (!cfg.contains(part)) {
+      continue;
+    }
+    auto& p = cfg[part];
+    if (p.is_object() && !p.contains("name") && p.contains("kind")) {
+      p["name"] = p["kind"];
+      p.erase("kind");
+    }
   }
-  if (kind == "subvp") {
-    return std::make_shared<SubVPSDE>(
-        j.at("beta_min").get<double>(), j.at("beta_max").get<double>());
+  if (cfg.contains("process")) {
+    auto& p = cfg["process"];
+    if (p.is_object() && p.value("name", std::string()) == "discrete" &&
+        p.contains("betas") && !p.contains("schedule")) {
+      p["schedule"] = {{"kind", "custom"}, {"betas", p["betas"]}};
+      p.erase("betas");
+    }
   }
-  if (kind == "ve") {
-    return std::make_shared<VESDE>(j.at("sigma").get<double>());
-  }
-  if (kind == "ve_geometric") {
-    return std::make_shared<GeometricVESDE>(
-        j.at("sigma_min").get<double>(), j.at("sigma_max").get<double>());
-  }
-  if (kind == "edm") {
-    return std::make_shared<EDMProcess>(
-        j.at("sigma_min").get<double>(),
-        j.at("sigma_max").get<double>(),
-        j.at("sigma_data").get<double>());
-  }
-  if (kind == "discrete") {
-    return std::make_shared<DiscreteProcess>(
-        Schedule::from_betas(j.at("betas").get<std::vector<double>>()),
-        DiscreteProcessOptions().quantize(j.at("quantize").get<bool>()));
-  }
-  TORCH_CHECK(
-      false,
-      "unknown process kind '",
-      kind,
-      "' (known: vp, subvp, ve, ve_geometric, edm, discrete)");
-}
-
-json mlp_json(const MLPOptions& o) {
-  return {
-      {"kind", "mlp"},
-      {"input_dim", o.input_dim()},
-      {"hidden", o.hidden()},
-      {"depth", o.depth()},
-      {"embedding", to_string(o.embedding())},
-      {"embedding_dim", o.embedding_dim()},
-      {"num_timesteps", o.num_timesteps()},
-      {"fourier_scale", o.fourier_scale()},
-      {"time_scale", o.time_scale()},
-      {"activation", to_string(o.activation())},
-      {"num_classes", o.num_classes()},
-      {"class_dropout", o.class_dropout()}};
-}
-
-MLPOptions mlp_from_json(const json& j) {
-  return MLPOptions(j.at("input_dim").get<int64_t>())
-      .hidden(j.at("hidden").get<int64_t>())
-      .depth(j.at("depth").get<int64_t>())
-      .embedding(
-          time_embedding_kind_from_string(j.at("embedding").get<std::string>()))
-      .embedding_dim(j.at("embedding_dim").get<int64_t>())
-      .num_timesteps(j.at("num_timesteps").get<int64_t>())
-      .fourier_scale(j.at("fourier_scale").get<double>())
-      .time_scale(j.at("time_scale").get<double>())
-      .activation(activation_from_string(j.at("activation").get<std::string>()))
-      .num_classes(j.value("num_classes", int64_t{0}))
-      .class_dropout(j.value("class_dropout", 0.1));
-}
-
-json unet_json(const UNetOptions& o) {
-  return {
-      {"kind", "unet"},
-      {"in_channels", o.in_channels()},
-      {"channels", o.channels()},
-      {"num_res_blocks", o.num_res_blocks()},
-      {"groups", o.groups()},
-      {"attention_levels", o.attention_levels()},
-      {"mid_attention", o.mid_attention()},
-      {"dropout", o.dropout()},
-      {"time_embedding", to_string(o.time_embedding())},
-      {"time_dim", o.time_dim()},
-      {"num_timesteps", o.num_timesteps()},
-      {"fourier_scale", o.fourier_scale()},
-      {"time_scale", o.time_scale()},
-      {"divide_by_sigma", static_cast<bool>(o.marginal_std())},
-      {"num_classes", o.num_classes()},
-      {"class_dropout", o.class_dropout()},
-      {"class_up_path_only", o.class_up_path_only()}};
-}
-
-UNetOptions unet_from_json(const json& j) {
-  return UNetOptions(j.at("in_channels").get<int64_t>())
-      .channels(j.at("channels").get<std::vector<int64_t>>())
-      .num_res_blocks(j.at("num_res_blocks").get<int64_t>())
-      .groups(j.at("groups").get<int64_t>())
-      .attention_levels(j.at("attention_levels").get<std::vector<int64_t>>())
-      .mid_attention(j.at("mid_attention").get<bool>())
-      .dropout(j.at("dropout").get<double>())
-      .time_embedding(time_embedding_kind_from_string(
-          j.at("time_embedding").get<std::string>()))
-      .time_dim(j.at("time_dim").get<int64_t>())
-      .num_timesteps(j.at("num_timesteps").get<int64_t>())
-      .fourier_scale(j.at("fourier_scale").get<double>())
-      .time_scale(j.at("time_scale").get<double>())
-      .num_classes(j.value("num_classes", int64_t{0}))
-      .class_dropout(j.value("class_dropout", 0.1))
-      .class_up_path_only(j.value("class_up_path_only", false));
+  return cfg;
 }
 
 json transform_json(const DataTransform& d) {
@@ -241,12 +132,56 @@ TrainingInfo training_from_json(const json& j) {
 
 void save_network(
     const std::string& path,
-    const torch::nn::Module& module,
-    json network,
+    const Network& net,
     Prediction prediction,
     const NoiseProcess& process,
-    std::vector<int64_t> sample_shape,
     const SaveModelOptions& options) {
+  TORCH_CHECK(
+      net.module != nullptr && net.config != nullptr,
+      "save_model: the network '",
+      net.name,
+      "' has no module or no config");
+  TORCH_CHECK(
+      network_registry().contains(net.name),
+      "save_model: the network '",
+      net.name,
+      "' is not registered (sbgm::network_registry().add), so it could not "
+      "be loaded");
+  std::vector<int64_t> sample_shape = options.sample_shape();
+  if (net.sample_shape) {
+    try {
+      sample_shape = net.sample_shape(sample_shape);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, "save_model: ", e.what_without_backtrace());
+    }
+  }
+  TORCH_CHECK(
+      !sample_shape.empty(),
+      "save_model: the network '",
+      net.name,
+      "' needs a sample_shape");
+  json network = *net.config;
+  network["name"] = net.name;
+  json process_config;
+  try {
+    process_config = process.config();
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(
+        false,
+        "save_model: cannot store the process ",
+        process.describe(),
+        ": ",
+        e.what_without_backtrace());
+  }
+  const auto process_name = process_config.value("name", std::string());
+  TORCH_CHECK(
+      process_registry().contains(process_name),
+      "save_model: cannot store the process ",
+      process.describe(),
+      ": its config's name '",
+      process_name,
+      "' is not registered (sbgm::process_registry().add)");
+  const torch::nn::Module& module = *net.module;
   const double sd = options.edm_sigma_data();
   TORCH_CHECK(
       sd >= 0 && std::isfinite(sd),
@@ -256,7 +191,7 @@ void save_network(
   json config = {
       {"network", std::move(network)},
       {"prediction", to_string(prediction)},
-      {"process", process_json(process)},
+      {"process", std::move(process_config)},
       {"sample_shape", std::move(sample_shape)},
       {"data_transform", transform_json(options.data_transform())}};
   if (sd > 0) {
@@ -317,6 +252,7 @@ void save_network(
   if (options.training()) {
     meta["training"] = training_json(*options.training()).dump();
   }
+  meta["header_crc32"] = hex32(header_crc(meta, tensors));
   io::save_safetensors(path, tensors, meta);
 }
 
@@ -394,10 +330,30 @@ Checked read_checked(const std::string& path, const char* where) {
       " but the header says ",
       *crc,
       " (the weights are damaged)");
+  const auto* header = get("header_crc32");
+  TORCH_CHECK(
+      header != nullptr || c.version < 2,
+      where,
+      ": '",
+      path,
+      "' has no header_crc32");
+  if (header != nullptr) {
+    const auto want = hex32(header_crc(meta, c.file.tensors));
+    TORCH_CHECK(
+        *header == want,
+        where,
+        ": '",
+        path,
+        "' fails its header checksum: the header's CRC-32 is ",
+        want,
+        " but the header says ",
+        *header,
+        " (the config or the tensor table is damaged)");
+  }
   const auto* config = get("config");
   TORCH_CHECK(config != nullptr, where, ": '", path, "' has no config");
   try {
-    c.config = json::parse(*config);
+    c.config = upgraded_v1(json::parse(*config));
     if (const auto* t = get("training")) {
       c.training = training_from_json(json::parse(*t));
     }
@@ -512,45 +468,11 @@ torch::Tensor DataTransform::apply(const torch::Tensor& x) const {
 
 void save_model(
     const std::string& path,
-    const MLP& net,
+    const Network& net,
     Prediction prediction,
     const NoiseProcess& process,
     const SaveModelOptions& options) {
-  TORCH_CHECK(!net.is_empty(), "save_model: the MLP is empty");
-  const auto d = net->options.input_dim();
-  auto shape = options.sample_shape();
-  if (shape.empty()) {
-    shape = {d};
-  }
-  TORCH_CHECK(
-      shape == std::vector<int64_t>{d},
-      "save_model: an MLP of input_dim ",
-      d,
-      " takes samples of shape [",
-      d,
-      "], got sample_shape ",
-      c10::IntArrayRef(shape));
-  save_network(
-      path, *net, mlp_json(net->options), prediction, process, shape, options);
-}
-
-void save_model(
-    const std::string& path,
-    const UNet& net,
-    Prediction prediction,
-    const NoiseProcess& process,
-    const SaveModelOptions& options) {
-  TORCH_CHECK(!net.is_empty(), "save_model: the UNet is empty");
-  const auto& shape = options.sample_shape();
-  TORCH_CHECK(
-      shape.size() == 3 && shape[0] == net->options.in_channels() &&
-          shape[1] >= 1 && shape[2] >= 1,
-      "save_model: a UNet needs sample_shape {",
-      net->options.in_channels(),
-      ", H, W}, got ",
-      c10::IntArrayRef(shape));
-  save_network(
-      path, *net, unet_json(net->options), prediction, process, shape, options);
+  save_network(path, net, prediction, process, options);
 }
 
 LoadedModel load_model(
@@ -559,17 +481,15 @@ LoadedModel load_model(
   check_device(device, where);
   auto c = read_checked(path, where);
   std::shared_ptr<const NoiseProcess> process;
-  std::shared_ptr<torch::nn::Module> network;
-  std::string kind;
+  Network net;
   Prediction prediction = Prediction::Epsilon;
   std::vector<int64_t> sample_shape;
   double sigma_data = 0.0;
   DataTransform transform;
   std::optional<Model> model;
-  ModelFn raw_fn;  // the bare network, for the preconditioning
   try {
     const auto& cfg = c.config;
-    process = process_from_json(cfg.at("process"));
+    process = process_from_config(cfg.at("process"));
     prediction =
         prediction_from_string(cfg.at("prediction").get<std::string>());
     sample_shape = cfg.at("sample_shape").get<std::vector<int64_t>>();
@@ -583,45 +503,22 @@ LoadedModel load_model(
           pre.dump());
       sigma_data = pre.at("sigma_data").get<double>();
     }
-    const auto& net = cfg.at("network");
-    kind = net.at("kind").get<std::string>();
-    if (kind == "mlp") {
-      MLP mlp(mlp_from_json(net));
-      network = mlp.ptr();
+    net = network_from_config(cfg.at("network"));
+    if (net.bind_process) {
+      net.bind_process(process);
+    }
+    if (net.sample_shape) {
+      const auto shape = net.sample_shape(sample_shape);
       TORCH_CHECK(
-          sample_shape == std::vector<int64_t>{mlp->options.input_dim()},
-          "sample_shape ",
+          shape == sample_shape,
+          "the sample_shape ",
           c10::IntArrayRef(sample_shape),
-          " does not fit an MLP of input_dim ",
-          mlp->options.input_dim());
-      raw_fn = [mlp](const torch::Tensor& x, const torch::Tensor& t) mutable {
-        return mlp->forward(x, t);
-      };
-      if (sigma_data == 0) {
-        model.emplace(mlp, prediction);
-      }
-    } else if (kind == "unet") {
-      auto opts = unet_from_json(net);
-      if (net.at("divide_by_sigma").get<bool>()) {
-        opts.marginal_std(
-            [process](const torch::Tensor& t) { return process->sigma(t); });
-      }
-      UNet unet(opts);
-      network = unet.ptr();
-      TORCH_CHECK(
-          sample_shape.size() == 3 && sample_shape[0] == opts.in_channels(),
-          "sample_shape ",
-          c10::IntArrayRef(sample_shape),
-          " does not fit a UNet of in_channels ",
-          opts.in_channels());
-      raw_fn = [unet](const torch::Tensor& x, const torch::Tensor& t) mutable {
-        return unet->forward(x, t);
-      };
-      if (sigma_data == 0) {
-        model.emplace(unet, prediction);
-      }
-    } else {
-      TORCH_CHECK(false, "unknown network kind '", kind, "'");
+          " does not fit the network (",
+          c10::IntArrayRef(shape),
+          ")");
+    }
+    if (sigma_data == 0) {
+      model.emplace(net.model(prediction));
     }
   } catch (const json::exception& e) {
     TORCH_CHECK(
@@ -635,19 +532,20 @@ LoadedModel load_model(
         "' has a config that cannot be used: ",
         e.what_without_backtrace());
   }
-  fill_module(*network, c.file, weights == ModelWeights::Raw, path);
-  network->to(device);
-  network->eval();
+  fill_module(*net.module, c.file, weights == ModelWeights::Raw, path);
+  net.module->to(device);
+  net.module->eval();
   if (!model) {
-    model.emplace(edm_precondition(raw_fn, process, sigma_data));
+    model.emplace(edm_precondition(net.forward, process, sigma_data));
   }
   bool has_raw = false;
   for (const auto& entry : c.file.tensors) {
     has_raw = has_raw || entry.first.rfind(kRawPrefix, 0) == 0;
   }
   return LoadedModel{
-      kind,
-      network,
+      net.name,
+      net.module,
+      net.config,
       *model,
       process,
       sample_shape,

@@ -3,8 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "internal.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 
 namespace sbgm {
 
@@ -248,6 +253,65 @@ torch::Tensor NoiseProcess::perturb(
   auto a = detail::batch_view(alpha(t).to(x0.scalar_type()), x0);
   auto s = detail::batch_view(sigma(t).to(x0.scalar_type()), x0);
   return torch::addcmul(a * x0, s, noise);
+}
+
+Config NoiseProcess::config() const {
+  TORCH_CHECK(
+      false,
+      "the process ",
+      describe(),
+      " has no config(): override NoiseProcess::config() (and register the "
+      "process) to save it or build it by name");
+}
+
+Registry<std::shared_ptr<NoiseProcess>>& process_registry() {
+  // Built on first use (no static-initialization order to depend on); one
+  // line per built-in process.
+  static auto* registry = [] {
+    auto* r = new Registry<std::shared_ptr<NoiseProcess>>("process");
+    r->add("vp", &VPSDE::from_config, "variance-preserving SDE");
+    r->add("subvp", &SubVPSDE::from_config, "sub-VP SDE");
+    r->add("ve", &VESDE::from_config, "variance-exploding SDE, sigma^t form");
+    r->add(
+        "ve_geometric",
+        &GeometricVESDE::from_config,
+        "variance-exploding SDE, sigma_min (sigma_max / sigma_min)^t");
+    r->add("edm", &EDMProcess::from_config, "EDM: alpha = 1, sigma = t");
+    r->add(
+        "discrete", &DiscreteProcess::from_config, "a DDPM schedule's steps");
+    return r;
+  }();
+  return *registry;
+}
+
+std::shared_ptr<NoiseProcess> process_from_config(const Config& config) {
+  TORCH_CHECK(
+      config.is_object() && config.contains("name") &&
+          config.at("name").is_string(),
+      "process_from_config: the config must be an object with a string "
+      "\"name\", got ",
+      config.dump());
+  const auto name = config.at("name").get<std::string>();
+  std::shared_ptr<NoiseProcess> p;
+  try {
+    p = process_registry().create(name, config);
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(
+        false,
+        "process_from_config: invalid config for process '",
+        name,
+        "': ",
+        config.dump(),
+        " (",
+        e.what(),
+        ")");
+  }
+  TORCH_CHECK(
+      p != nullptr,
+      "process_from_config: the factory of '",
+      name,
+      "' returned null");
+  return p;
 }
 
 }  // namespace sbgm

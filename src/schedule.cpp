@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "internal.h"
@@ -33,31 +34,15 @@ std::string to_string(ScheduleKind kind) {
 }
 
 struct Schedule::Tables {
-  torch::Tensor betas, alphas, alphas_cumprod, alphas_cumprod_prev,
-      sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, sqrt_recip_alphas,
-      posterior_variance, posterior_log_variance_clipped, posterior_mean_coef1,
-      posterior_mean_coef2;
+  torch::Tensor betas, alphas_cumprod;
 
   Tables to(torch::Device device) const {
-    Tables r;
-    auto mv = [&](const torch::Tensor& x) { return x.to(device); };
-    r.betas = mv(betas);
-    r.alphas = mv(alphas);
-    r.alphas_cumprod = mv(alphas_cumprod);
-    r.alphas_cumprod_prev = mv(alphas_cumprod_prev);
-    r.sqrt_alphas_cumprod = mv(sqrt_alphas_cumprod);
-    r.sqrt_one_minus_alphas_cumprod = mv(sqrt_one_minus_alphas_cumprod);
-    r.sqrt_recip_alphas = mv(sqrt_recip_alphas);
-    r.posterior_variance = mv(posterior_variance);
-    r.posterior_log_variance_clipped = mv(posterior_log_variance_clipped);
-    r.posterior_mean_coef1 = mv(posterior_mean_coef1);
-    r.posterior_mean_coef2 = mv(posterior_mean_coef2);
-    return r;
+    return {betas.to(device), alphas_cumprod.to(device)};
   }
 };
 
 struct Schedule::HostTables {
-  std::vector<double> betas, alphas_cumprod, posterior_variance;
+  std::vector<double> betas, alphas_cumprod;
 };
 
 namespace {
@@ -109,30 +94,11 @@ Schedule::Schedule(
   }
   Tables tb;
   tb.betas = betas;
-  tb.alphas = 1.0 - betas;
-  tb.alphas_cumprod = torch::cumprod(tb.alphas, 0);
-  tb.alphas_cumprod_prev = torch::cat(
-      {torch::ones({1}, betas.options()),
-       tb.alphas_cumprod.slice(0, 0, T - 1)});
-  tb.sqrt_alphas_cumprod = tb.alphas_cumprod.sqrt();
-  tb.sqrt_one_minus_alphas_cumprod = (1.0 - tb.alphas_cumprod).sqrt();
-  tb.sqrt_recip_alphas = tb.alphas.rsqrt();
-  auto one_minus_ab = 1.0 - tb.alphas_cumprod;
-  tb.posterior_variance = betas * (1.0 - tb.alphas_cumprod_prev) / one_minus_ab;
-  // beta~_0 = 0, so its log is clipped to the next value (beta_0 if T = 1).
-  auto first =
-      T > 1 ? tb.posterior_variance.slice(0, 1, 2) : betas.slice(0, 0, 1);
-  tb.posterior_log_variance_clipped =
-      torch::cat({first, tb.posterior_variance.slice(0, 1, T)}).log();
-  tb.posterior_mean_coef1 =
-      betas * tb.alphas_cumprod_prev.sqrt() / one_minus_ab;
-  tb.posterior_mean_coef2 =
-      (1.0 - tb.alphas_cumprod_prev) * tb.alphas.sqrt() / one_minus_ab;
+  tb.alphas_cumprod = torch::cumprod(1.0 - betas, 0);
 
   HostTables h;
   h.betas = to_vector(tb.betas);
   h.alphas_cumprod = to_vector(tb.alphas_cumprod);
-  h.posterior_variance = to_vector(tb.posterior_variance);
   tables_ = std::make_shared<const Tables>(std::move(tb));
   host_ = std::make_shared<const HostTables>(std::move(h));
 
@@ -246,35 +212,8 @@ Schedule Schedule::to(torch::Device device) const {
 const torch::Tensor& Schedule::betas() const {
   return tables_->betas;
 }
-const torch::Tensor& Schedule::alphas() const {
-  return tables_->alphas;
-}
 const torch::Tensor& Schedule::alphas_cumprod() const {
   return tables_->alphas_cumprod;
-}
-const torch::Tensor& Schedule::alphas_cumprod_prev() const {
-  return tables_->alphas_cumprod_prev;
-}
-const torch::Tensor& Schedule::sqrt_alphas_cumprod() const {
-  return tables_->sqrt_alphas_cumprod;
-}
-const torch::Tensor& Schedule::sqrt_one_minus_alphas_cumprod() const {
-  return tables_->sqrt_one_minus_alphas_cumprod;
-}
-const torch::Tensor& Schedule::sqrt_recip_alphas() const {
-  return tables_->sqrt_recip_alphas;
-}
-const torch::Tensor& Schedule::posterior_variance() const {
-  return tables_->posterior_variance;
-}
-const torch::Tensor& Schedule::posterior_log_variance_clipped() const {
-  return tables_->posterior_log_variance_clipped;
-}
-const torch::Tensor& Schedule::posterior_mean_coef1() const {
-  return tables_->posterior_mean_coef1;
-}
-const torch::Tensor& Schedule::posterior_mean_coef2() const {
-  return tables_->posterior_mean_coef2;
 }
 
 void Schedule::check_host_t(int64_t t) const {
@@ -291,20 +230,9 @@ double Schedule::beta(int64_t t) const {
   check_host_t(t);
   return host_->betas[static_cast<size_t>(t)];
 }
-double Schedule::alpha(int64_t t) const {
-  return 1.0 - beta(t);
-}
 double Schedule::alpha_bar(int64_t t) const {
   check_host_t(t);
   return host_->alphas_cumprod[static_cast<size_t>(t)];
-}
-double Schedule::alpha_bar_prev(int64_t t) const {
-  check_host_t(t);
-  return t == 0 ? 1.0 : host_->alphas_cumprod[static_cast<size_t>(t - 1)];
-}
-double Schedule::posterior_variance(int64_t t) const {
-  check_host_t(t);
-  return host_->posterior_variance[static_cast<size_t>(t)];
 }
 
 double Schedule::terminal_alpha_bar() const {
@@ -316,76 +244,6 @@ double Schedule::terminal_snr() const {
 }
 bool Schedule::reaches_prior(double tol) const {
   return terminal_alpha_bar() <= tol;
-}
-
-void Schedule::check_t(const torch::Tensor& t) const {
-  double lo = 0, hi = 0;
-  if (detail::host_minmax(t, &lo, &hi)) {
-    TORCH_CHECK(
-        lo >= 0 && hi < static_cast<double>(num_timesteps()),
-        "Schedule: timesteps must lie in [0, ",
-        num_timesteps(),
-        "), got values in [",
-        static_cast<int64_t>(lo),
-        ", ",
-        static_cast<int64_t>(hi),
-        "]");
-  }
-}
-
-torch::Tensor Schedule::extract(
-    const torch::Tensor& table,
-    const torch::Tensor& t,
-    const torch::Tensor& like) const {
-  detail::check_floating(like, "x", "Schedule::extract");
-  detail::check_time_tensor(t, like, /*integer=*/true, "Schedule::extract");
-  TORCH_CHECK(
-      table.dim() == 1 && table.size(0) == num_timesteps(),
-      "Schedule::extract: table must have shape [",
-      num_timesteps(),
-      "], got ",
-      detail::shape_str(table));
-  check_t(t);
-  auto tab = table.device() == like.device() ? table : table.to(like.device());
-  auto vals = tab.index_select(0, t.reshape({-1}).to(torch::kLong))
-                  .to(like.scalar_type());
-  if (t.dim() == 0) {
-    return vals.reshape({});
-  }
-  return detail::batch_view(vals, like);
-}
-
-torch::Tensor Schedule::q_sample(
-    const torch::Tensor& x0,
-    const torch::Tensor& t,
-    const torch::Tensor& noise) const {
-  detail::check_floating(x0, "x0", "Schedule::q_sample");
-  TORCH_CHECK(
-      noise.defined() && noise.sizes() == x0.sizes(),
-      "Schedule::q_sample: noise has shape ",
-      noise.defined() ? detail::shape_str(noise) : std::string("(undefined)"),
-      " but x0 has shape ",
-      detail::shape_str(x0));
-  detail::check_same_device(noise, "noise", x0, "x0", "Schedule::q_sample");
-  auto a = extract(sqrt_alphas_cumprod(), t, x0);
-  auto s = extract(sqrt_one_minus_alphas_cumprod(), t, x0);
-  return torch::addcmul(a * x0, s, noise);
-}
-
-torch::Tensor Schedule::posterior_mean(
-    const torch::Tensor& x0,
-    const torch::Tensor& xt,
-    const torch::Tensor& t) const {
-  detail::check_floating(x0, "x0", "Schedule::posterior_mean");
-  TORCH_CHECK(
-      xt.defined() && xt.sizes() == x0.sizes(),
-      "Schedule::posterior_mean: x_t has shape ",
-      xt.defined() ? detail::shape_str(xt) : std::string("(undefined)"),
-      " but x0 has shape ",
-      detail::shape_str(x0));
-  auto c1 = extract(posterior_mean_coef1(), t, x0);
-  auto c2 = extract(posterior_mean_coef2(), t, x0);
-  return c1 * x0 + c2 * xt;
 }
 
 Schedule Schedule::rescale_zero_terminal_snr(double terminal_alpha_bar) const {
@@ -419,159 +277,53 @@ Schedule Schedule::rescale_zero_terminal_snr(double terminal_alpha_bar) const {
       betas.back());
 }
 
-// ---- DiscreteProcess --------------------------------------------------------
+Config Schedule::config() const {
+  return {
+      {"kind", to_string(kind_)},
+      {"betas", host_->betas},
+      {"beta_start", beta_start_},
+      {"beta_end", beta_end_}};
+}
 
-struct DiscreteProcess::DeviceTables {
-  std::mutex mutex;
-  std::map<std::string, torch::Tensor> lambdas;
-};
-
-DiscreteProcess::DiscreteProcess(
-    Schedule schedule, const DiscreteProcessOptions& options)
-    : schedule_(std::move(schedule)),
-      options_(options),
-      device_tables_(std::make_shared<DeviceTables>()) {
-  const int64_t T = schedule_.num_timesteps();
-  lambdas_.resize(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T; ++i) {
-    const double ab = schedule_.alpha_bar(i);
-    lambdas_[i] = 0.5 * (std::log(ab) - std::log1p(-ab));
+Schedule Schedule::from_config(const Config& c) {
+  TORCH_CHECK(
+      c.is_object(),
+      "Schedule::from_config: expected an object, got ",
+      c.dump());
+  const auto kind = c.value("kind", std::string("custom"));
+  const std::map<std::string, ScheduleKind> kinds = {
+      {"linear", ScheduleKind::Linear},
+      {"sigmoid", ScheduleKind::Sigmoid},
+      {"cosine", ScheduleKind::Cosine},
+      {"custom", ScheduleKind::Custom}};
+  auto it = kinds.find(kind);
+  TORCH_CHECK(
+      it != kinds.end(),
+      "Schedule::from_config: unknown kind '",
+      kind,
+      "' (known: linear, sigmoid, cosine, custom)");
+  if (c.contains("betas")) {
+    const auto betas = c.at("betas").get<std::vector<double>>();
+    check_num_timesteps(
+        static_cast<int64_t>(betas.size()), "Schedule::from_config");
+    return Schedule(
+        it->second,
+        torch::tensor(betas, torch::kDouble),
+        c.value("beta_start", betas.front()),
+        c.value("beta_end", betas.back()));
   }
-}
-
-int64_t DiscreteProcess::num_timesteps() const {
-  return schedule_.num_timesteps();
-}
-
-int64_t DiscreteProcess::num_model_steps() const {
-  return schedule_.num_timesteps();
-}
-
-std::string DiscreteProcess::describe() const {
-  std::ostringstream os;
-  os << "discrete(" << to_string(schedule_.kind())
-     << ", T=" << schedule_.num_timesteps() << ")";
-  return os.str();
-}
-
-double DiscreteProcess::t_max() const {
-  return static_cast<double>(schedule_.num_timesteps() - 1);
-}
-
-torch::Tensor DiscreteProcess::lambda_table(torch::Device device) const {
-  std::lock_guard<std::mutex> lock(device_tables_->mutex);
-  auto& slot = device_tables_->lambdas[device.str()];
-  if (!slot.defined()) {
-    slot = torch::tensor(lambdas_, torch::kDouble).to(device);
+  const auto T = c.value("num_timesteps", int64_t{1000});
+  switch (it->second) {
+    case ScheduleKind::Linear:
+      return linear(T, c.value("beta_start", 1e-4), c.value("beta_end", 0.02));
+    case ScheduleKind::Sigmoid:
+      return sigmoid(T, c.value("beta_start", 1e-5), c.value("beta_end", 5e-3));
+    case ScheduleKind::Cosine:
+      return cosine(T, c.value("s", 0.008), c.value("max_beta", 0.999));
+    case ScheduleKind::Custom:
+      break;
   }
-  return slot;
-}
-
-double DiscreteProcess::lambda_impl(double t) const {
-  const auto T = static_cast<int64_t>(lambdas_.size());
-  const int64_t lo =
-      std::min<int64_t>(static_cast<int64_t>(t), std::max<int64_t>(T - 2, 0));
-  const int64_t hi = std::min<int64_t>(lo + 1, T - 1);
-  const double frac = t - static_cast<double>(lo);
-  if (frac == 0.0) {
-    return lambdas_[lo];
-  }
-  return lambdas_[lo] + frac * (lambdas_[hi] - lambdas_[lo]);
-}
-
-torch::Tensor DiscreteProcess::lambda_impl(const torch::Tensor& t) const {
-  const auto T = static_cast<int64_t>(lambdas_.size());
-  auto td = t.to(torch::kDouble);
-  auto table = lambda_table(td.device());
-  auto lo =
-      td.floor().clamp(0, static_cast<double>(std::max<int64_t>(T - 2, 0)));
-  auto frac = td - lo;
-  auto ilo = lo.to(torch::kLong);
-  auto ihi = (ilo + 1).clamp_max(T - 1);
-  auto flat = [&](const torch::Tensor& i) {
-    return table.index_select(0, i.reshape({-1})).view(i.sizes());
-  };
-  auto llo = flat(ilo);
-  return llo + frac * (flat(ihi) - llo);
-}
-
-// alpha^2 = sigmoid(2 lambda); exact table values at the steps.
-double DiscreteProcess::alpha_impl(double t) const {
-  if (t == std::floor(t) && t >= 0 && t <= t_max()) {
-    return std::sqrt(schedule_.alpha_bar(static_cast<int64_t>(t)));
-  }
-  const double l = lambda_impl(t);
-  return std::sqrt(1.0 / (1.0 + std::exp(-2.0 * l)));
-}
-
-torch::Tensor DiscreteProcess::alpha_impl(const torch::Tensor& t) const {
-  return torch::sigmoid(lambda_impl(t) * 2.0).sqrt();
-}
-
-double DiscreteProcess::sigma_impl(double t) const {
-  if (t == std::floor(t) && t >= 0 && t <= t_max()) {
-    return std::sqrt(1.0 - schedule_.alpha_bar(static_cast<int64_t>(t)));
-  }
-  const double l = lambda_impl(t);
-  return std::sqrt(1.0 / (1.0 + std::exp(2.0 * l)));
-}
-
-torch::Tensor DiscreteProcess::sigma_impl(const torch::Tensor& t) const {
-  return torch::sigmoid(lambda_impl(t) * -2.0).sqrt();
-}
-
-double DiscreteProcess::t_of_lambda_impl(double lam) const {
-  const auto T = static_cast<int64_t>(lambdas_.size());
-  if (lam >= lambdas_.front()) {
-    return 0.0;
-  }
-  if (lam <= lambdas_.back()) {
-    return t_max();
-  }
-  // lambda decreases with the step: the segment [i, i + 1] holding lam.
-  auto it = std::lower_bound(
-      lambdas_.begin(), lambdas_.end(), lam, [](double a, double b) {
-        return a > b;
-      });
-  const int64_t hi = std::clamp<int64_t>(it - lambdas_.begin(), 1, T - 1);
-  const int64_t lo = hi - 1;
-  return static_cast<double>(lo) +
-         (lambdas_[lo] - lam) / (lambdas_[lo] - lambdas_[hi]);
-}
-
-// The slope of lambda on the segment that ends at t (the first segment at
-// t = 0), the one a step down from t crosses.
-double DiscreteProcess::segment_slope(double t) const {
-  const auto T = static_cast<int64_t>(lambdas_.size());
-  if (T < 2) {
-    return 0.0;
-  }
-  const int64_t hi =
-      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(t)), 1, T - 1);
-  return lambdas_[hi] - lambdas_[hi - 1];
-}
-
-double DiscreteProcess::drift_coeff_impl(double t) const {
-  const double s = sigma_impl(t);
-  return segment_slope(t) * s * s;
-}
-
-double DiscreteProcess::diffusion_sq_impl(double t) const {
-  const double s = sigma_impl(t);
-  return -2.0 * segment_slope(t) * s * s;
-}
-
-double DiscreteProcess::model_time(double t) const {
-  return options_.quantize() ? std::round(t) : t;
-}
-
-torch::Tensor DiscreteProcess::model_time(
-    const torch::Tensor& t, torch::ScalarType dtype) const {
-  if (!options_.quantize()) {
-    return t.to(dtype);
-  }
-  return t.is_floating_point() ? t.round().to(torch::kLong)
-                               : t.to(torch::kLong);
+  TORCH_CHECK(false, "Schedule::from_config: a custom schedule needs betas");
 }
 
 }  // namespace sbgm

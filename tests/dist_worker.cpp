@@ -40,6 +40,7 @@
 #include "sbgm/losses.h"
 #include "sbgm/model.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/random.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/trainer.h"
@@ -181,7 +182,7 @@ int train(
     std::cout << "step " << e.step << " loss " << e.loss << std::endl;
   });
   trainer.run();
-  const int64_t resumed_at = trainer.step() - calls;  // 0 unless resumed
+  const int64_t resumed_at = trainer.step_count() - calls;  // 0 unless resumed
   std::vector<torch::Tensor> ps, es;
   for (auto& p : net->parameters()) {
     ps.push_back(p.detach().reshape({-1}));
@@ -193,7 +194,7 @@ int train(
       std::vector<torch::Tensor>{
           torch::cat(ps),
           torch::cat(es),
-          torch::tensor({resumed_at, trainer.step()}, torch::kLong)},
+          torch::tensor({resumed_at, trainer.step_count()}, torch::kLong)},
       args.at(1) + ".rank" + std::to_string(rank) + ".pt");
   if (group) {
     group->shutdown();

@@ -2,8 +2,11 @@
 
 #include <cmath>
 
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 using sbgm::GaussianMixture;

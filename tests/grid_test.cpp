@@ -5,8 +5,11 @@
 #include <memory>
 #include <vector>
 
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace sbgm {

@@ -19,9 +19,12 @@
 #include "sbgm/model.h"
 #include "sbgm/nets/mlp.h"
 #include "sbgm/nets/unet.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/random.h"
 #include "sbgm/samplers/samplers.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace ss = sbgm::samplers;

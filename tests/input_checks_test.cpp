@@ -12,10 +12,13 @@
 #include "sbgm/model_file.h"
 #include "sbgm/nets/mlp.h"
 #include "sbgm/process.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/samplers/likelihood.h"
 #include "sbgm/samplers/samplers.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace sbgm {

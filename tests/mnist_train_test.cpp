@@ -13,9 +13,12 @@
 #include "sbgm/losses.h"
 #include "sbgm/model.h"
 #include "sbgm/nets/unet.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/samplers/samplers.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "sbgm/train/trainer.h"
 #include "support.h"
 

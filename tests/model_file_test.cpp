@@ -1,15 +1,26 @@
 #include <gtest/gtest.h>
 #include <sbgm/io/safetensors.h>
 #include <sbgm/model_file.h>
+#include <sbgm/nets/mlp.h>
+#include <sbgm/nets/unet.h>
 #include <sbgm/precondition.h>
+#include <sbgm/processes/discrete.h>
+#include <sbgm/processes/edm.h>
+#include <sbgm/processes/ve.h>
+#include <sbgm/processes/vp.h>
 #include <sbgm/random.h>
 #include <sbgm/samplers/samplers.h>
 #include <sbgm/schedule.h>
-#include <sbgm/sde.h>
 #include <sbgm/train/ema.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "support.h"
 
@@ -45,6 +56,35 @@ std::string join(const json& header, const std::string& data) {
         static_cast<char>((uint64_t{text.size()} >> (8 * i)) & 0xFF);
   }
   return out + text + data;
+}
+
+// Recomputes header_crc32 after an edit, as model_file.h defines it
+// (written out here independently of the library), so that a test reaches
+// the check behind the checksum.
+std::string sealed(json header, const std::string& data) {
+  auto& meta = header["__metadata__"];
+  meta.erase("header_crc32");
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& item : header.items()) {
+    if (item.key() != "__metadata__") {
+      order.emplace_back(
+          item.value()["data_offsets"][0].get<uint64_t>(), item.key());
+    }
+  }
+  std::sort(order.begin(), order.end());
+  const std::map<std::string, std::string> dtypes = {
+      {"F32", "Float"}, {"F64", "Double"}, {"I64", "Long"}};
+  json table = json::array();
+  for (const auto& entry : order) {
+    const auto& t = header[entry.second];
+    table.push_back(
+        {entry.second, dtypes.at(t["dtype"].get<std::string>()), t["shape"]});
+  }
+  const auto text = json{{"metadata", meta}, {"tensors", table}}.dump();
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", io::crc32(text.data(), text.size()));
+  meta["header_crc32"] = hex;
+  return join(header, data);
 }
 
 MLP small_mlp(int64_t steps = 0) {
@@ -494,7 +534,7 @@ TEST_F(DamagedModelFile, TensorBytesOverrun) {
 TEST_F(DamagedModelFile, NameMissing) {
   auto p = split(bytes_);
   p.header.erase("out.weight");
-  write_file(path(), join(p.header, p.data));
+  write_file(path(), sealed(p.header, p.data));
   EXPECT_THROW_MSG(
       load_model(path()),
       "has no tensor 'out.weight', which the network its config describes "
@@ -503,11 +543,11 @@ TEST_F(DamagedModelFile, NameMissing) {
 
 TEST_F(DamagedModelFile, NewerVersion) {
   auto p = split(bytes_);
-  p.header["__metadata__"]["format_version"] = "2";
+  p.header["__metadata__"]["format_version"] = "3";
   write_file(path(), join(p.header, p.data));
   EXPECT_THROW_MSG(
       load_model(path()),
-      "has format version 2, newer than this build of sbgm reads (1)");
+      "has format version 3, newer than this build of sbgm reads (2)");
   p.header["__metadata__"]["format_version"] = "two";
   write_file(path(), join(p.header, p.data));
   EXPECT_THROW_MSG(load_model(path()), "invalid format_version 'two'");
@@ -531,7 +571,7 @@ TEST_F(DamagedModelFile, ConfigNotMatchingTheWeights) {
       json::parse(p.header["__metadata__"]["config"].get<std::string>());
   config["network"]["hidden"] = 32;
   p.header["__metadata__"]["config"] = config.dump();
-  write_file(path(), join(p.header, p.data));
+  write_file(path(), sealed(p.header, p.data));
   EXPECT_THROW_MSG(
       load_model(path()),
       "the config does not match the weights: tensor 'layers.0.weight' has "
@@ -539,31 +579,394 @@ TEST_F(DamagedModelFile, ConfigNotMatchingTheWeights) {
   config["network"]["hidden"] = 16;
   config["network"]["depth"] = 1;
   p.header["__metadata__"]["config"] = config.dump();
-  write_file(path(), join(p.header, p.data));
+  write_file(path(), sealed(p.header, p.data));
   EXPECT_THROW_MSG(
       load_model(path()), "the file has a tensor 'layers.1.weight' that");
   config["network"]["depth"] = 0;
   p.header["__metadata__"]["config"] = config.dump();
-  write_file(path(), join(p.header, p.data));
+  write_file(path(), sealed(p.header, p.data));
   EXPECT_THROW_MSG(
       load_model(path()),
       "has a config that cannot be used: MLP: depth must be > 0, got 0");
   config["network"]["depth"] = 2;
-  config["process"]["kind"] = "vq";
+  config["process"]["name"] = "vq";
   p.header["__metadata__"]["config"] = config.dump();
-  write_file(path(), join(p.header, p.data));
-  EXPECT_THROW_MSG(load_model(path()), "unknown process kind 'vq'");
-  config["process"].erase("kind");
+  write_file(path(), sealed(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "unknown process 'vq'; registered:");
+  config["process"].erase("name");
   p.header["__metadata__"]["config"] = config.dump();
-  write_file(path(), join(p.header, p.data));
-  EXPECT_THROW_MSG(load_model(path()), "has an invalid config");
+  write_file(path(), sealed(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()), "must be an object with a string \"name\"");
+  config["process"]["name"] = "vp";
+  config["sample_shape"] = json::array();
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), sealed(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()), "the sample_shape [] does not fit the network ([2])");
+  config["sample_shape"] = {2};
+  config["network"]["hidden"] = "wide";
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), sealed(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "invalid config for network 'mlp'");
   p.header["__metadata__"]["config"] = "{not json";
-  write_file(path(), join(p.header, p.data));
+  write_file(path(), sealed(p.header, p.data));
   EXPECT_THROW_MSG(load_model(path()), "has an invalid config");
 }
 
 TEST_F(DamagedModelFile, MissingFile) {
   EXPECT_THROW_MSG(load_model(dir_.file("none")), "cannot read '");
+}
+
+// ---- the header's checksum -------------------------------------------------
+
+// Everything a loaded model is: configs, shapes, maps and weights.
+void expect_same_model(const LoadedModel& a, const LoadedModel& b) {
+  EXPECT_EQ(a.network_kind, b.network_kind);
+  EXPECT_EQ(*a.network_config, *b.network_config);
+  EXPECT_EQ(a.process->config(), b.process->config());
+  EXPECT_EQ(a.model.prediction(), b.model.prediction());
+  EXPECT_EQ(a.sample_shape, b.sample_shape);
+  const auto& ta = a.data_transform;
+  const auto& tb = b.data_transform;
+  EXPECT_EQ(ta.scale(), tb.scale());
+  EXPECT_EQ(ta.shift(), tb.shift());
+  EXPECT_EQ(ta.clamp(), tb.clamp());
+  EXPECT_EQ(ta.clamp_min(), tb.clamp_min());
+  EXPECT_EQ(ta.clamp_max(), tb.clamp_max());
+  ASSERT_EQ(a.training.has_value(), b.training.has_value());
+  if (a.training) {
+    EXPECT_EQ(a.training->step, b.training->step);
+    EXPECT_EQ(a.training->train_seconds, b.training->train_seconds);
+  }
+  EXPECT_EQ(a.has_raw, b.has_raw);
+  const auto pa = a.network->named_parameters();
+  const auto pb = b.network->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pa[i].key(), pb[i].key());
+    EXPECT_TRUE(torch::equal(pa[i].value(), pb[i].value()));
+  }
+}
+
+// Every bit of the header (its 8-byte length and the JSON: config,
+// version, checksums, tensor table), flipped in turn: each flip is refused
+// with an error naming the file, or loads the same model.
+TEST_F(ModelFileTest, EveryHeaderBitFlipIsRefusedOrHarmless) {
+  TempDir dir;
+  const auto path = dir.file("m.safetensors");
+  MLP net(MLPOptions(2)
+              .hidden(4)
+              .depth(1)
+              .embedding(TimeEmbeddingKind::Sinusoidal)
+              .time_scale(100.0));
+  save_model(
+      path,
+      net,
+      Prediction::Epsilon,
+      VPSDE(0.1, 20.0),
+      SaveModelOptions()
+          .data_transform(DataTransform().scale(0.5).shift({0.5}).clamp(true))
+          .training(TrainingInfo{10, 1.5, 0.25}));
+  const auto bytes = read_file(path);
+  const auto original = load_model(path);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) {
+    n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  }
+  ASSERT_LT(8 + n, bytes.size());
+  // Each byte once, its bit cycling through all eight positions along the
+  // header (every bit of every byte, 8x the loads, also passes).
+  int refused = 0;
+  int harmless = 0;
+  for (size_t i = 0; i < 8 + n; ++i) {
+    const int bit = static_cast<int>(i % 8);
+    std::string b = bytes;
+    b[i] = static_cast<char>(b[i] ^ (1 << bit));
+    write_file(path, b);
+    std::optional<LoadedModel> m;
+    try {
+      m = load_model(path);
+    } catch (const c10::Error& e) {
+      const std::string msg = e.what_without_backtrace();
+      EXPECT_NE(msg.find(path), std::string::npos)
+          << "byte " << i << " bit " << bit << ": " << msg;
+      ++refused;
+      continue;
+    }
+    SCOPED_TRACE("byte " + std::to_string(i) + " bit " + std::to_string(bit));
+    expect_same_model(original, *m);
+    ++harmless;
+  }
+  RecordProperty("refused", refused);
+  RecordProperty("harmless", harmless);
+  EXPECT_EQ(refused + harmless, static_cast<int>(8 + n));
+  // The config's digits (scale, shift, clamp bounds, time_scale, beta_min,
+  // beta_max) are all in the header: nearly every flip must be refused.
+  EXPECT_GT(refused, static_cast<int>(n) * 9 / 10);
+}
+
+TEST_F(DamagedModelFile, HeaderChecksum) {
+  auto p = split(bytes_);
+  auto config =
+      json::parse(p.header["__metadata__"]["config"].get<std::string>());
+  config["process"]["beta_max"] = 21.0;
+  p.header["__metadata__"]["config"] = config.dump();
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(
+      load_model(path()), "fails its header checksum: the header's CRC-32 is ");
+  p.header["__metadata__"].erase("header_crc32");
+  write_file(path(), join(p.header, p.data));
+  EXPECT_THROW_MSG(load_model(path()), "has no header_crc32");
+  // Sealed again, the edit is a valid (different) model.
+  write_file(path(), sealed(p.header, p.data));
+  EXPECT_EQ(
+      load_model(path()).process->describe(), "vp(beta_min=0.1, beta_max=21)");
+}
+
+// A file written by format version 1 (no header checksum; "kind" for
+// "name"; a discrete process's betas at its top level) still loads.
+TEST_F(ModelFileTest, FormatVersion1StillLoads) {
+  TempDir dir;
+  const auto path = dir.file("m.safetensors");
+  DiscreteProcess process(Schedule::cosine(20));
+  save_model(path, small_mlp(20), Prediction::V, process);
+  const auto now = load_model(path);
+  auto p = split(read_file(path));
+  auto& meta = p.header["__metadata__"];
+  meta.erase("header_crc32");
+  meta["format_version"] = "1";
+  auto config = json::parse(meta["config"].get<std::string>());
+  config["network"]["kind"] = "mlp";
+  config["network"].erase("name");
+  json v1 = {
+      {"kind", "discrete"},
+      {"betas", config["process"]["schedule"]["betas"]},
+      {"quantize", true}};
+  config["process"] = v1;
+  meta["config"] = config.dump();
+  write_file(path, join(p.header, p.data));
+  const auto old = load_model(path);
+  EXPECT_EQ(old.format_version, 1);
+  EXPECT_EQ(old.network_kind, "mlp");
+  EXPECT_EQ(old.process->describe(), "discrete(custom, T=20)");
+  for (double t : {0.0, 3.0, 7.5, 19.0}) {
+    EXPECT_EQ(old.process->sigma(t), now.process->sigma(t));
+  }
+  auto x = torch::randn({5, 2});
+  auto t = torch::tensor({0, 3, 7, 12, 19}, torch::kLong);
+  EXPECT_TRUE(torch::equal(old.model(x, t), now.model(x, t)));
+}
+
+// ---- a user's own network and process, saved, loaded and sampled by name
+
+struct TinyNetImpl : torch::nn::Module {
+  explicit TinyNetImpl(int64_t dim) : dim(dim) {
+    lin = register_module("lin", torch::nn::Linear(dim + 1, dim));
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) {
+    auto tt = t.to(x.dtype()).reshape({-1, 1}).expand({x.size(0), 1});
+    return lin(torch::cat({x, tt}, 1));
+  }
+  int64_t dim;
+  torch::nn::Linear lin{nullptr};
+};
+TORCH_MODULE(TinyNet);
+
+Network tiny_network(const TinyNet& net) {
+  auto n = make_network(
+      "tiny_net",
+      std::make_shared<const Config>(
+          Config{{"name", "tiny_net"}, {"dim", net->dim}}),
+      net);
+  const int64_t d = net->dim;
+  n.sample_shape = [d](const std::vector<int64_t>& shape) {
+    return shape.empty() ? std::vector<int64_t>{d} : shape;
+  };
+  return n;
+}
+
+// A VP process written by a user: names, config, range and alpha, sigma.
+class UserVP : public NoiseProcess {
+ public:
+  explicit UserVP(double beta_max) : beta_max_(beta_max) {}
+  std::string name() const override {
+    return "user_vp";
+  }
+  std::string describe() const override {
+    return "user_vp(" + std::to_string(beta_max_) + ")";
+  }
+  Config config() const override {
+    return {{"name", "user_vp"}, {"beta_max", beta_max_}};
+  }
+  double t_max() const override {
+    return 1.0;
+  }
+  double t_min() const override {
+    return 1e-3;
+  }
+  double t_floor() const override {
+    return 0.0;
+  }
+  double data_time() const override {
+    return 0.0;
+  }
+  double prior_std() const override {
+    return 1.0;
+  }
+
+ protected:
+  double B(double t) const {
+    return 0.1 * t + 0.5 * (beta_max_ - 0.1) * t * t;
+  }
+  torch::Tensor B(const torch::Tensor& t) const {
+    return 0.1 * t + 0.5 * (beta_max_ - 0.1) * t * t;
+  }
+  double alpha_impl(double t) const override {
+    return std::exp(-0.5 * B(t));
+  }
+  torch::Tensor alpha_impl(const torch::Tensor& t) const override {
+    return torch::exp(-0.5 * B(t));
+  }
+  double sigma_impl(double t) const override {
+    return std::sqrt(-std::expm1(-B(t)));
+  }
+  torch::Tensor sigma_impl(const torch::Tensor& t) const override {
+    return torch::sqrt(-torch::expm1(-B(t)));
+  }
+
+ private:
+  double beta_max_;
+};
+
+void register_user_pieces() {
+  if (!network_registry().contains("tiny_net")) {
+    network_registry().add("tiny_net", [](const Config& c) {
+      return tiny_network(TinyNet(c.value("dim", int64_t{2})));
+    });
+  }
+  if (!process_registry().contains("user_vp")) {
+    process_registry().add("user_vp", [](const Config& c) {
+      return std::make_shared<UserVP>(c.value("beta_max", 20.0));
+    });
+  }
+}
+
+TEST_F(ModelFileTest, UserNetworkAndProcessSaveLoadAndSampleByName) {
+  register_user_pieces();
+  TempDir dir;
+  const auto path = dir.file("user.safetensors");
+  TinyNet net(3);
+  UserVP process(15.0);
+  save_model(path, tiny_network(net), Prediction::Epsilon, process);
+  const auto m = load_model(path);
+  EXPECT_EQ(m.network_kind, "tiny_net");
+  EXPECT_EQ(*m.network_config, (Config{{"name", "tiny_net"}, {"dim", 3}}));
+  EXPECT_EQ(m.process->name(), "user_vp");
+  EXPECT_EQ(m.process->config(), process.config());
+  EXPECT_EQ(m.sample_shape, (std::vector<int64_t>{3}));
+  auto x = torch::randn({4, 3});
+  auto t = torch::rand({4});
+  torch::NoGradGuard g;
+  EXPECT_TRUE(torch::equal(m.model(x, t), net->forward(x, t)));
+  // Sampled by a sampler's name, through the loaded pieces alone.
+  auto o = samplers::SampleOptions().sampler("ddim").steps(6);
+  o.common().generator(make_generator(3));
+  const auto loaded = samplers::sample(m.model, *m.process, {8, 3}, o).samples;
+  o.common().generator(make_generator(3));
+  const auto direct =
+      samplers::sample(Model(net, Prediction::Epsilon), process, {8, 3}, o)
+          .samples;
+  EXPECT_TRUE(torch::isfinite(loaded).all().item<bool>());
+  EXPECT_TRUE(torch::equal(loaded, direct));
+}
+
+TEST_F(ModelFileTest, NetworkConfigsRoundTrip) {
+  auto mlp = small_mlp(30);
+  auto a = to_network(mlp);
+  auto b = network_from_config(Config::parse(a.config->dump()));
+  EXPECT_EQ(*a.config, *b.config);
+  EXPECT_EQ(b.name, "mlp");
+  auto process = std::make_shared<VESDE>(25.0);
+  auto o = UNetOptions(1).channels({8, 16}).groups(4).time_dim(16);
+  o.marginal_std(
+      [process](const torch::Tensor& t) { return process->sigma(t); });
+  auto u = to_network(UNet(o));
+  EXPECT_TRUE(u.config->at("divide_by_sigma").get<bool>());
+  auto v = network_from_config(*u.config);
+  EXPECT_EQ(*u.config, *v.config);
+  ASSERT_TRUE(static_cast<bool>(v.bind_process));
+  // Missing options take the defaults.
+  EXPECT_EQ(
+      *network_from_config(
+           {{"name", "mlp"}, {"input_dim", 4}, {"num_timesteps", 10}})
+           .config,
+      to_config(MLPOptions(4).num_timesteps(10)));
+}
+
+TEST_F(ModelFileTest, NetworkRegistryErrors) {
+  register_user_pieces();
+  TempDir dir;
+  const auto path = dir.file("m.safetensors");
+  VPSDE vp;
+  EXPECT_THROW_MSG(to_network(MLP(nullptr)), "to_network: the MLP is empty");
+  EXPECT_THROW_MSG(to_network(UNet(nullptr)), "to_network: the UNet is empty");
+  EXPECT_THROW_MSG(
+      network_from_config(Config::array()),
+      "network_from_config: the config must be an object with a string "
+      "\"name\", got []");
+  EXPECT_THROW_MSG(
+      network_from_config({{"name", "transformer"}}),
+      "unknown network 'transformer'; registered: ");
+  EXPECT_THROW_MSG(
+      network_from_config({{"name", "mlp"}}),
+      "invalid config for network 'mlp'");
+  if (!network_registry().contains("hollow_net")) {
+    network_registry().add(
+        "hollow_net", [](const Config&) { return Network{}; });
+  }
+  EXPECT_THROW_MSG(
+      network_from_config({{"name", "hollow_net"}}),
+      "the factory of 'hollow_net' returned a network without its module");
+  EXPECT_THROW_MSG(
+      save_model(path, Network{}, Prediction::Epsilon, vp),
+      "save_model: the network '' has no module or no config");
+  auto unregistered = tiny_network(TinyNet(2));
+  unregistered.name = "not_registered";
+  EXPECT_THROW_MSG(
+      save_model(path, unregistered, Prediction::Epsilon, vp),
+      "save_model: the network 'not_registered' is not registered");
+  auto shapeless = tiny_network(TinyNet(2));
+  shapeless.sample_shape = nullptr;
+  EXPECT_THROW_MSG(
+      save_model(path, shapeless, Prediction::Epsilon, vp),
+      "save_model: the network 'tiny_net' needs a sample_shape");
+  struct Renamed : VPSDE {
+    Config config() const override {
+      auto c = VPSDE::config();
+      c["name"] = "vp_elsewhere";
+      return c;
+    }
+  } renamed;
+  EXPECT_THROW_MSG(
+      save_model(path, small_mlp(), Prediction::Epsilon, renamed),
+      "its config's name 'vp_elsewhere' is not registered");
+}
+
+// The fuzz seeds: files of format version 1, and the same models rewritten
+// to version 2 by a script that follows model_file.h's definition of
+// header_crc32 (Python's json and zlib): each pair loads as one model.
+TEST_F(ModelFileTest, SeedFilesOfBothVersionsLoadAlike) {
+  const std::string dir =
+      std::string(SBGM_TEST_DATA_DIR) + "/../fuzz/corpus/model_file/";
+  for (const char* name : {"mlp_vp", "mlp_cosine_discrete"}) {
+    SCOPED_TRACE(name);
+    const auto v1 = load_model(dir + name + ".safetensors");
+    const auto v2 = load_model(dir + name + "_v2.safetensors");
+    EXPECT_EQ(v1.format_version, 1);
+    EXPECT_EQ(v2.format_version, 2);
+    expect_same_model(v1, v2);
+  }
 }
 
 }  // namespace

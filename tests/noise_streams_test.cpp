@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 #include <sbgm/nets/mlp.h>
+#include <sbgm/processes/discrete.h>
+#include <sbgm/processes/edm.h>
+#include <sbgm/processes/ve.h>
+#include <sbgm/processes/vp.h>
 #include <sbgm/random.h>
 #include <sbgm/samplers/samplers.h>
 #include <sbgm/schedule.h>
-#include <sbgm/sde.h>
 #include <torch/torch.h>
 
 #include "support.h"
@@ -43,13 +46,13 @@ TEST_F(NoiseStreamsTest, EverySamplerIsBatchInvariantWithPerSampleStreams) {
   const Model model(random_mlp(), Prediction::Epsilon);
   VPSDE vp;
   for (const auto& name : sampler_names()) {
-    auto o = SampleOptions().sampler(name).steps(6).corrector_steps(1);
+    auto o = SampleOptions().sampler(name).steps(6);
     o.common().per_sample_seed(11);
     if (name == "dopri5") {
       // Its adaptive steps are chosen for the whole batch: the samples
       // agree to the float32 solve's accuracy only (4e-4 measured), the
       // starting states exactly.
-      o.rtol(1e-8).atol(1e-8).common().trajectory_every(1000);
+      o.set("rtol", 1e-8).set("atol", 1e-8).common().trajectory_every(1000);
     }
     const auto whole = in_batches(model, vp, o, 64, 64);
     const auto by8 = in_batches(model, vp, o, 64, 8);

@@ -13,6 +13,7 @@
 #include "sbgm/losses.h"
 #include "sbgm/metrics/distances.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/random.h"
 #include "sbgm/samplers/samplers.h"
 #include "sbgm/schedule.h"

@@ -1,12 +1,17 @@
 #include "sbgm/process.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <vector>
 
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace sbgm {
@@ -191,6 +196,9 @@ class PlainVP : public NoiseProcess {
   }
   std::string describe() const override {
     return "plain_vp";
+  }
+  Config config() const override {
+    return {{"name", "plain_vp"}};
   }
   double t_max() const override {
     return 1.0;
@@ -420,6 +428,185 @@ TEST(ProcessErrors, BadParameters) {
       "need 0 < sigma_min < sigma_max, got sigma_min = 1, sigma_max = 0.5");
   EXPECT_THROW_MSG(
       EDMProcess(0.002, 80, -1), "sigma_data must be finite and > 0, got -1");
+}
+
+// ---- configs and the registry ---------------------------------------------
+
+// Every built-in process with non-default parameters, and the times at
+// which two copies must agree.
+std::vector<std::shared_ptr<NoiseProcess>> configured_processes() {
+  return {
+      std::make_shared<VPSDE>(0.05, 12.5),
+      std::make_shared<SubVPSDE>(0.2, 19.0),
+      std::make_shared<VESDE>(31.0),
+      std::make_shared<GeometricVESDE>(0.02, 60.0),
+      std::make_shared<EDMProcess>(0.003, 70.0, 0.6),
+      std::make_shared<DiscreteProcess>(Schedule::linear(50, 2e-4, 0.03)),
+      std::make_shared<DiscreteProcess>(
+          Schedule::cosine(64), DiscreteProcessOptions().quantize(false)),
+      std::make_shared<DiscreteProcess>(Schedule::sigmoid(40, 1e-4, 0.3)),
+      std::make_shared<DiscreteProcess>(
+          Schedule::cosine(30).rescale_zero_terminal_snr()),
+  };
+}
+
+// Two processes are equal when they describe, configure and compute alike.
+void expect_same_process(const NoiseProcess& a, const NoiseProcess& b) {
+  EXPECT_EQ(a.name(), b.name());
+  EXPECT_EQ(a.describe(), b.describe());
+  EXPECT_EQ(a.config(), b.config());
+  EXPECT_EQ(a.t_max(), b.t_max());
+  EXPECT_EQ(a.t_min(), b.t_min());
+  EXPECT_EQ(a.t_floor(), b.t_floor());
+  EXPECT_EQ(a.data_time(), b.data_time());
+  EXPECT_EQ(a.prior_std(), b.prior_std());
+  EXPECT_EQ(a.integer_model_time(), b.integer_model_time());
+  EXPECT_EQ(a.num_model_steps(), b.num_model_steps());
+  EXPECT_EQ(a.default_grid(), b.default_grid());
+  std::vector<double> times;
+  for (int i = 0; i <= 40; ++i) {
+    times.push_back(a.t_floor() + (a.t_max() - a.t_floor()) * i / 40.0);
+  }
+  for (double t : times) {
+    EXPECT_EQ(a.alpha(t), b.alpha(t)) << a.describe() << " t = " << t;
+    EXPECT_EQ(a.sigma(t), b.sigma(t)) << a.describe() << " t = " << t;
+    EXPECT_EQ(a.model_time(t), b.model_time(t));
+    // (NaN where a numerical default cannot difference, at both alike.)
+    const double ga = a.diffusion_sq(t), gb = b.diffusion_sq(t);
+    EXPECT_TRUE(ga == gb || (std::isnan(ga) && std::isnan(gb))) << t;
+  }
+  auto tt = torch::tensor(times, torch::kDouble);
+  EXPECT_TRUE(torch::equal(a.alpha(tt), b.alpha(tt)));
+  EXPECT_TRUE(torch::equal(a.sigma(tt), b.sigma(tt)));
+}
+
+TEST(ProcessConfig, EveryProcessRoundTripsThroughItsConfig) {
+  for (const auto& p : configured_processes()) {
+    SCOPED_TRACE(p->describe());
+    const auto config = p->config();
+    EXPECT_EQ(config.at("name").get<std::string>(), p->name());
+    // Through text too, as a model file stores it.
+    const auto q = process_from_config(Config::parse(config.dump()));
+    expect_same_process(*p, *q);
+  }
+}
+
+TEST(ProcessConfig, MissingParametersTakeTheDefaults) {
+  expect_same_process(*process_from_config({{"name", "vp"}}), VPSDE());
+  expect_same_process(*process_from_config({{"name", "subvp"}}), SubVPSDE());
+  expect_same_process(*process_from_config({{"name", "ve"}}), VESDE());
+  expect_same_process(
+      *process_from_config({{"name", "ve_geometric"}}), GeometricVESDE());
+  expect_same_process(*process_from_config({{"name", "edm"}}), EDMProcess());
+  expect_same_process(
+      *process_from_config({{"name", "discrete"}}),
+      DiscreteProcess(Schedule::linear()));
+  // A schedule by its recipe instead of its betas.
+  expect_same_process(
+      *process_from_config(
+          {{"name", "discrete"},
+           {"schedule", {{"kind", "cosine"}, {"num_timesteps", 80}}},
+           {"quantize", false}}),
+      DiscreteProcess(
+          Schedule::cosine(80), DiscreteProcessOptions().quantize(false)));
+  expect_same_process(
+      *process_from_config(
+          {{"name", "discrete"},
+           {"schedule",
+            {{"kind", "sigmoid"},
+             {"num_timesteps", 20},
+             {"beta_start", 1e-3},
+             {"beta_end", 0.4}}}}),
+      DiscreteProcess(Schedule::sigmoid(20, 1e-3, 0.4)));
+}
+
+TEST(ProcessConfig, RegistryHoldsEveryBuiltIn) {
+  const auto names = process_registry().names();
+  for (const char* name :
+       {"vp", "subvp", "ve", "ve_geometric", "edm", "discrete"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+    EXPECT_FALSE(process_registry().doc(name).empty()) << name;
+  }
+}
+
+// The minimum a user process implements (PlainVP above: names, config,
+// time range, prior and alpha, sigma in both forms) is enough to register
+// it and build it by name.
+TEST(ProcessConfig, UserProcessRegistersAndRoundTrips) {
+  if (!process_registry().contains("plain_vp")) {
+    process_registry().add(
+        "plain_vp", [](const Config&) { return std::make_shared<PlainVP>(); });
+  }
+  PlainVP user;
+  const auto p = process_from_config(user.config());
+  ASSERT_NE(dynamic_cast<const PlainVP*>(p.get()), nullptr);
+  expect_same_process(user, *p);
+}
+
+TEST(ProcessConfig, Errors) {
+  EXPECT_THROW_MSG(
+      process_from_config(Config::array({1, 2})),
+      "the config must be an object with a string \"name\", got [1,2]");
+  EXPECT_THROW_MSG(
+      process_from_config({{"name", 3}}),
+      "the config must be an object with a string \"name\"");
+  EXPECT_THROW_MSG(
+      process_from_config({{"name", "vq"}}),
+      "unknown process 'vq'; registered: ");
+  EXPECT_THROW_MSG(
+      process_from_config({{"name", "vp"}, {"beta_min", "small"}}),
+      "invalid config for process 'vp': ");
+  // The factories' own checks still apply.
+  EXPECT_THROW_MSG(
+      process_from_config({{"name", "ve"}, {"sigma", 0.5}}),
+      "VESDE: sigma must be finite and > 1, got 0.5");
+  if (!process_registry().contains("null_process")) {
+    process_registry().add("null_process", [](const Config&) {
+      return std::shared_ptr<NoiseProcess>();
+    });
+  }
+  EXPECT_THROW_MSG(
+      process_from_config({{"name", "null_process"}}),
+      "the factory of 'null_process' returned null");
+  // A process without config() cannot be built by name.
+  struct NoConfig : PlainVP {
+    std::string describe() const override {
+      return "no_config()";
+    }
+    Config config() const override {
+      return NoiseProcess::config();
+    }
+  } no_config;
+  EXPECT_THROW_MSG(
+      no_config.config(),
+      "the process no_config() has no config(): override "
+      "NoiseProcess::config()");
+}
+
+TEST(ScheduleConfig, RoundTripsAndErrors) {
+  for (const auto& s :
+       {Schedule::linear(10),
+        Schedule::cosine(12),
+        Schedule::sigmoid(9),
+        Schedule::from_betas(std::vector<double>{0.1, 0.2, 0.3})}) {
+    const auto r = Schedule::from_config(Config::parse(s.config().dump()));
+    EXPECT_EQ(r.kind(), s.kind());
+    EXPECT_EQ(r.beta_start(), s.beta_start());
+    EXPECT_EQ(r.beta_end(), s.beta_end());
+    EXPECT_TRUE(torch::equal(r.betas(), s.betas()));
+  }
+  EXPECT_THROW_MSG(
+      Schedule::from_config(Config::array()),
+      "Schedule::from_config: expected an object, got []");
+  EXPECT_THROW_MSG(
+      Schedule::from_config({{"kind", "quadratic"}}),
+      "unknown kind 'quadratic' (known: linear, sigmoid, cosine, custom)");
+  EXPECT_THROW_MSG(
+      Schedule::from_config({{"kind", "custom"}}),
+      "a custom schedule needs betas");
+  EXPECT_THROW_MSG(
+      Schedule::from_config({{"betas", std::vector<double>{}}}),
+      "Schedule::from_config: num_timesteps must be at least 1, got 0");
 }
 
 }  // namespace

@@ -8,9 +8,14 @@
 #include <sbgm/io/npy.h>
 #include <sbgm/losses.h>
 #include <sbgm/model_file.h>
+#include <sbgm/nets/mlp.h>
+#include <sbgm/nets/unet.h>
+#include <sbgm/processes/discrete.h>
+#include <sbgm/processes/edm.h>
+#include <sbgm/processes/ve.h>
+#include <sbgm/processes/vp.h>
 #include <sbgm/samplers/samplers.h>
 #include <sbgm/schedule.h>
-#include <sbgm/sde.h>
 #include <sbgm/train/trainer.h>
 #include <sys/wait.h>
 #include <torch/torch.h>

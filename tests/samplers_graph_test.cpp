@@ -10,11 +10,14 @@
 #include "sbgm/gmm.h"
 #include "sbgm/grid.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/random.h"
 #include "sbgm/samplers/likelihood.h"
 #include "sbgm/samplers/samplers.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace ss = sbgm::samplers;

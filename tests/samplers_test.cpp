@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,10 +17,13 @@
 #include "sbgm/gmm.h"
 #include "sbgm/metrics/distances.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
+#include "sbgm/processes/edm.h"
+#include "sbgm/processes/ve.h"
+#include "sbgm/processes/vp.h"
 #include "sbgm/random.h"
 #include "sbgm/samplers/likelihood.h"
 #include "sbgm/schedule.h"
-#include "sbgm/sde.h"
 #include "support.h"
 
 namespace ss = sbgm::samplers;
@@ -67,22 +71,15 @@ ss::CommonOptions common(uint64_t seed) {
 }
 
 std::shared_ptr<NoiseProcess> make_process(const std::string& name) {
-  if (name == "vp") {
-    return std::make_shared<sbgm::VPSDE>();
+  // Each process by its registry config; a discrete cosine schedule whose
+  // exact model reads fractional steps.
+  if (name == "discrete") {
+    return sbgm::process_from_config(
+        {{"name", "discrete"},
+         {"schedule", {{"kind", "cosine"}, {"num_timesteps", 1000}}},
+         {"quantize", false}});
   }
-  if (name == "ve") {
-    return std::make_shared<sbgm::VESDE>(25.0);
-  }
-  if (name == "ve_geometric") {
-    return std::make_shared<sbgm::GeometricVESDE>(0.01, 50.0);
-  }
-  if (name == "edm") {
-    return std::make_shared<sbgm::EDMProcess>();
-  }
-  // A discrete cosine schedule; the exact model reads fractional steps.
-  return std::make_shared<sbgm::DiscreteProcess>(
-      sbgm::Schedule::cosine(1000),
-      sbgm::DiscreteProcessOptions().quantize(false));
+  return sbgm::process_from_config({{"name", name}});
 }
 
 // The grids each process is tested on.
@@ -117,13 +114,15 @@ std::vector<Run> runs() {
       {"dpmpp_2m", 50, 50, 0.02},
       {"dpmpp_3m", 50, 50, 0.02},
       {"dpmpp_2m_sde", 200, 200, 0.03},
+      {"unipc", 50, 50, 0.02},
   };
 }
 
 // Samplers whose map from the starting noise is deterministic.
 bool deterministic(const std::string& sampler) {
   return sampler == "ode" || sampler == "dopri5" || sampler == "ddim" ||
-         sampler == "heun" || sampler == "dpmpp_2m" || sampler == "dpmpp_3m";
+         sampler == "heun" || sampler == "dpmpp_2m" || sampler == "dpmpp_3m" ||
+         sampler == "unipc";
 }
 
 // The few-step solvers run on the grids they are made for: log-SNR and
@@ -136,7 +135,8 @@ std::optional<TimeGrid> grid_for(
     const std::string& grid,
     const std::string& sampler,
     int64_t steps) {
-  const bool solver = sampler == "heun" || sampler.rfind("dpmpp", 0) == 0;
+  const bool solver =
+      sampler == "heun" || sampler.rfind("dpmpp", 0) == 0 || sampler == "unipc";
   if (solver && grid != "logsnr" && grid != "karras" &&
       !(grid == "trailing" && sampler != "heun")) {
     return std::nullopt;
@@ -175,8 +175,9 @@ TEST_P(EverySampler, TwoDimensionalMixtureOnSeveralGrids) {
       const Prediction p =
           r.sampler == "ddpm" || r.sampler == "dpmpp_2m"   ? Prediction::Epsilon
           : r.sampler == "ddim" || r.sampler == "dpmpp_3m" ? Prediction::V
-          : r.sampler == "ode" || r.sampler == "heun"      ? Prediction::X0
-                                                           : Prediction::Score;
+          : r.sampler == "ode" || r.sampler == "heun" || r.sampler == "unipc"
+              ? Prediction::X0
+              : Prediction::Score;
       auto model = g.model(process, p);
       auto opts = ss::SampleOptions()
                       .sampler(r.sampler)
@@ -210,7 +211,9 @@ TEST_P(EverySampler, EightDimensionalMixture) {
       continue;  // covered in 2-D; the same code paths
     }
     SCOPED_TRACE(process->describe() + ", " + r.sampler);
-    const bool solver = r.sampler == "heun" || r.sampler.rfind("dpmpp", 0) == 0;
+    const bool solver = r.sampler == "heun" ||
+                        r.sampler.rfind("dpmpp", 0) == 0 ||
+                        r.sampler == "unipc";
     const auto time_grid =
         solver ? *grid_for(*process, "karras", r.sampler, r.steps)
                : sbgm::grids::default_grid(*process, r.steps);
@@ -310,8 +313,9 @@ TEST(Updates, DDPMStepIsHoEtAlBetweenConsecutiveSteps) {
     const double beta = sch.beta(t), ab = sch.alpha_bar(t);
     auto mean = (x - beta / std::sqrt(1 - ab) * eps) / std::sqrt(1 - beta);
     for (auto v : {ss::DDPMVariance::Beta, ss::DDPMVariance::Posterior}) {
-      const double var =
-          v == ss::DDPMVariance::Beta ? beta : sch.posterior_variance(t);
+      const double var = v == ss::DDPMVariance::Beta
+                             ? beta
+                             : beta * (1 - sch.alpha_bar(t - 1)) / (1 - ab);
       auto got = ss::update::ddpm(x, d.x0, z, from, to, v);
       EXPECT_TRUE(
           sbgm::test::all_close(got, mean + std::sqrt(var) * z, 1e-10, 1e-12))
@@ -699,7 +703,7 @@ TEST(SamplersErrors, BadInput) {
   auto dm = g.model(disc);
   EXPECT_THROW_MSG(
       ss::sample(cont, *vp, {4, 2}, ss::SampleOptions().sampler("euler_a")),
-      "sample: unknown sampler 'euler_a'; valid names: default, ddpm, ddim");
+      "sample: unknown sampler 'euler_a'; valid names: ddim, ddpm, default");
   EXPECT_THROW_MSG(
       ss::sample(cont, *vp, {4, 2}, ss::SampleOptions().grid("exponential")),
       "unknown grid 'exponential'; valid names: default, uniform");

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
+#include <sbgm/processes/discrete.h>
+#include <sbgm/processes/edm.h>
+#include <sbgm/processes/ve.h>
+#include <sbgm/processes/vp.h>
 #include <sbgm/random.h>
 #include <sbgm/samplers/samplers.h>
-#include <sbgm/sde.h>
 #include <sbgm/torchscript.h>
 #include <torch/torch.h>
 

@@ -16,6 +16,7 @@
 
 #include "sbgm/losses.h"
 #include "sbgm/nets/mlp.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/random.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/checkpoint.h"
@@ -95,7 +96,7 @@ TEST_F(TrainerFaults, ResumeWithTheLossOwnGeneratorIsBitForBit) {
       c.add_generator("data", second.gen);
     }
     c.run();
-    ASSERT_EQ(c.step(), 30);
+    ASSERT_EQ(c.step_count(), 30);
     // The safeguard: without the generator in the checkpoint the resumed
     // run redraws the first run's batches and ends elsewhere.
     EXPECT_EQ(same_params(a.module(), c.module()), registered);
@@ -157,7 +158,7 @@ TEST_F(TrainerFaults, SkipPolicySkipsBadStepsAndGoesOn) {
   testing::internal::CaptureStderr();
   const auto last = t.run();
   const auto err = testing::internal::GetCapturedStderr();
-  EXPECT_EQ(t.step(), 20);
+  EXPECT_EQ(t.step_count(), 20);
   EXPECT_EQ(t.skipped_steps(), 2);
   EXPECT_NE(err.find("skipped step 7: loss inf"), std::string::npos) << err;
   EXPECT_NE(err.find("skipped step 8"), std::string::npos) << err;
@@ -205,7 +206,7 @@ TEST_F(TrainerFaults, SignalsWriteACheckpointAndTheResumeLosesNothing) {
     b.run();
     EXPECT_TRUE(b.interrupted());
     EXPECT_EQ(b.stop_signal(), sig);
-    EXPECT_EQ(b.step(), 7);
+    EXPECT_EQ(b.step_count(), 7);
     EXPECT_EQ(read_checkpoint_info(ckpt).step, 7);
     sigaction(sig, nullptr, &after);
     EXPECT_EQ(after.sa_handler, &on_signal_count);
@@ -249,7 +250,7 @@ TEST_F(TrainerFaults, AFullDiskStopsWithAClearErrorAndKeepsTheCheckpoint) {
       msg.find("the previous checkpoint at '" + ckpt + "' is unchanged"),
       std::string::npos)
       << msg;
-  EXPECT_EQ(t.step(), 10);
+  EXPECT_EQ(t.step_count(), 10);
   EXPECT_EQ(read_checkpoint_info(ckpt).step, 5);
   EXPECT_FALSE(fs::exists(ckpt + ".tmp"));
   // And it resumes from there.

@@ -13,6 +13,8 @@
 #include "sbgm/losses.h"
 #include "sbgm/nets/mlp.h"
 #include "sbgm/optim/flat_adam.h"
+#include "sbgm/optim/optimizer.h"
+#include "sbgm/processes/discrete.h"
 #include "sbgm/schedule.h"
 #include "sbgm/train/checkpoint.h"
 #include "support.h"
@@ -68,7 +70,7 @@ TEST_F(TrainerTest, ShortRunLowersTheLossOnTheSwissRollAndSamples) {
   std::vector<TrainLogEntry> log;
   trainer.on_log([&](const TrainLogEntry& e) { log.push_back(e); });
   const auto last = trainer.run();
-  EXPECT_EQ(trainer.step(), 1500);
+  EXPECT_EQ(trainer.step_count(), 1500);
   ASSERT_EQ(log.size(), 3u);
   EXPECT_EQ(last.step, 1500);
   EXPECT_LT(log.back().loss, log.front().loss);
@@ -155,7 +157,7 @@ TEST_F(TrainerTest, ResumeEqualsAnUninterruptedRunBitForBit) {
         opts(30).checkpoint_path(ckpt),
         opt_for(second));
     c.run();
-    EXPECT_EQ(c.step(), 30);
+    EXPECT_EQ(c.step_count(), 30);
     expect_same_state(a, c);
     EXPECT_EQ(read_checkpoint_info(ckpt).step, 30);
   }
@@ -164,7 +166,7 @@ TEST_F(TrainerTest, ResumeEqualsAnUninterruptedRunBitForBit) {
 TEST_F(TrainerTest, DefaultOptimizerIsFlatAdamWithFusedClipping) {
   Toy toy;
   Trainer t(toy.net, toy.loss(), TrainerOptions(1).grad_clip(0.5));
-  auto* flat = dynamic_cast<FlatAdam*>(&t.optimizer());
+  auto* flat = dynamic_cast<FlatAdam*>(t.optimizer().torch_optimizer());
   ASSERT_NE(flat, nullptr);
   EXPECT_DOUBLE_EQ(
       static_cast<FlatAdamOptions&>(flat->param_groups()[0].options())
@@ -365,6 +367,9 @@ TEST_F(TrainerTest, RejectsBadInput) {
   EXPECT_THROW_MSG(
       Trainer(toy.net, loss, TrainerOptions(1).lr(0)), "lr must be > 0, got 0");
   EXPECT_THROW_MSG(
+      Trainer(toy.net, loss, TrainerOptions(1).print_every(-3)),
+      "print_every must be >= 0, got -3");
+  EXPECT_THROW_MSG(
       Trainer(toy.net, loss, TrainerOptions(1).lr_warmup(-2)),
       "lr_warmup must be >= 0, got -2");
   EXPECT_THROW_MSG(
@@ -395,6 +400,285 @@ TEST_F(TrainerTest, RejectsBadInput) {
           TrainerOptions(1).csv_path(dir.file("no/such/dir/x.csv")))
           .run(),
       "cannot open the CSV log");
+}
+
+// The loop of run() written out with the public pieces.
+void hand_loop(Trainer& t) {
+  t.begin();
+  while (t.step_count() < t.options().steps()) {
+    t.step();
+    if (t.log_due()) {
+      t.log();
+    }
+    if (t.checkpoint_due()) {
+      t.checkpoint();
+    }
+  }
+  t.end();
+}
+
+TEST_F(TrainerTest, HandWrittenLoopEqualsRunBitForBitIncludingResume) {
+  for (bool flat : {true, false}) {
+    SCOPED_TRACE(flat ? "FlatAdam" : "torch Adam");
+    auto opt_for =
+        [flat](Toy& toy) -> std::shared_ptr<torch::optim::Optimizer> {
+      if (flat) {
+        return nullptr;  // the default FlatAdam
+      }
+      return std::make_shared<torch::optim::Adam>(
+          toy.net->parameters(), torch::optim::AdamOptions(2e-3));
+    };
+    auto opts = [](int64_t steps) {
+      return TrainerOptions(steps).lr(2e-3).lr_warmup(8).log_every(5);
+    };
+    torch::manual_seed(42);
+    Toy full;
+    Trainer a(full.net, full.loss(), opts(30), opt_for(full));
+    std::vector<TrainLogEntry> log_a;
+    a.on_log([&](const TrainLogEntry& e) { log_a.push_back(e); });
+    a.run();
+
+    // The same 30 steps by hand: the same weights and the same log.
+    torch::manual_seed(42);
+    Toy by_hand;
+    Trainer h(by_hand.net, by_hand.loss(), opts(30), opt_for(by_hand));
+    std::vector<TrainLogEntry> log_h;
+    h.on_log([&](const TrainLogEntry& e) { log_h.push_back(e); });
+    hand_loop(h);
+    EXPECT_EQ(h.step_count(), 30);
+    expect_same_state(a, h);
+    ASSERT_EQ(log_h.size(), log_a.size());
+    for (size_t i = 0; i < log_a.size(); ++i) {
+      EXPECT_EQ(log_h[i].step, log_a[i].step);
+      EXPECT_EQ(log_h[i].loss, log_a[i].loss);
+      EXPECT_EQ(log_h[i].grad_norm, log_a[i].grad_norm);
+      EXPECT_EQ(log_h[i].lr, log_a[i].lr);
+    }
+
+    // 12 steps by hand with checkpoints, then a fresh trainer resumed by
+    // hand to 30: the same as run() to 30.
+    const auto ckpt = dir.file(flat ? "flat.pt" : "adam.pt");
+    torch::manual_seed(42);
+    Toy first;
+    Trainer b(
+        first.net,
+        first.loss(),
+        opts(12).checkpoint_path(ckpt).checkpoint_every(5),
+        opt_for(first));
+    hand_loop(b);
+    EXPECT_EQ(read_checkpoint_info(ckpt).step, 12);
+
+    torch::manual_seed(7);  // a different initialization and RNG state
+    Toy second;
+    Trainer c(
+        second.net,
+        second.loss(),
+        opts(30).checkpoint_path(ckpt),
+        opt_for(second));
+    EXPECT_TRUE(c.begin());
+    EXPECT_EQ(c.step_count(), 12);
+    hand_loop(c);
+    EXPECT_EQ(c.step_count(), 30);
+    expect_same_state(a, c);
+    EXPECT_EQ(read_checkpoint_info(ckpt).step, 30);
+  }
+}
+
+TEST_F(TrainerTest, StepReturnsTheLossAndLogAveragesTheWindow) {
+  // loss = <a, w> + c with SGD at lr 0: the loss stays c, the norm |a|.
+  auto a = torch::tensor({3.0f, 4.0f, 0.0f, 12.0f});  // |a| = 13
+  auto m = std::make_shared<Linear1>();
+  Trainer t(
+      m,
+      [&](int64_t s) { return (m->w * a).sum() + static_cast<double>(s); },
+      TrainerOptions(4).grad_clip(0).ema_decay(0).log_every(100),
+      std::make_shared<torch::optim::SGD>(
+          m->parameters(), torch::optim::SGDOptions(0.0)));
+  t.begin();
+  EXPECT_FALSE(t.log_due());
+  for (int64_t s = 0; s < 3; ++s) {
+    const auto loss = t.step();
+    EXPECT_FALSE(loss.requires_grad());
+    EXPECT_EQ(loss.item<double>(), static_cast<double>(s));
+  }
+  EXPECT_FALSE(t.log_due());
+  const auto e = t.log();
+  EXPECT_EQ(e.step, 3);
+  EXPECT_DOUBLE_EQ(e.loss, (0.0 + 1.0 + 2.0) / 3.0);
+  EXPECT_NEAR(e.grad_norm, 13.0, 1e-5);
+  t.step();
+  EXPECT_TRUE(t.log_due());          // the last step
+  EXPECT_FALSE(t.checkpoint_due());  // no checkpoint path
+  EXPECT_DOUBLE_EQ(t.log().loss, 3.0);
+  EXPECT_EQ(t.end().step, 4);
+}
+
+TEST_F(TrainerTest, PrintsEveryOptionStepsAndAtTheEnd) {
+  Toy toy;
+  ::testing::internal::CaptureStdout();
+  Trainer(toy.net, toy.loss(), TrainerOptions(25).log_every(5).print_every(10))
+      .run();
+  const auto out = ::testing::internal::GetCapturedStdout();
+  // Log entries at 5, 10, ..., 25; printed at 10, 20 and the last, 25.
+  EXPECT_EQ(count_lines(out), 3) << out;
+  EXPECT_EQ(out.rfind("step     10  loss ", 0), 0u) << out;
+  EXPECT_NE(out.find("\nstep     20  loss "), std::string::npos) << out;
+  EXPECT_NE(out.find("\nstep     25  loss "), std::string::npos) << out;
+  EXPECT_NE(out.find(" it/s "), std::string::npos) << out;
+}
+
+TEST_F(TrainerTest, PiecesNeedABegunRunAndACheckpointPath) {
+  Toy toy;
+  Trainer t(toy.net, toy.loss(), TrainerOptions(3));
+  EXPECT_THROW_MSG(t.step(), "Trainer::step: no run has begun");
+  EXPECT_THROW_MSG(t.log(), "Trainer::log: no run has begun");
+  EXPECT_THROW_MSG(t.checkpoint(), "Trainer::checkpoint: no run has begun");
+  EXPECT_FALSE(t.begin());
+  t.step();
+  EXPECT_THROW_MSG(
+      t.checkpoint(), "Trainer::checkpoint: options.checkpoint_path is empty");
+  t.end();
+  EXPECT_THROW_MSG(t.step(), "call begin() first");
+}
+
+// An optimizer written against the interface alone: plain SGD that counts
+// its steps (state a checkpoint must carry).
+class CountingSGD : public Optimizer {
+ public:
+  CountingSGD(std::vector<torch::Tensor> params, double lr)
+      : params_(std::move(params)), lr_(lr) {}
+  void zero_grad() override {
+    for (auto& p : params_) {
+      if (p.grad().defined()) {
+        p.mutable_grad().zero_();
+      }
+    }
+  }
+  void step() override {
+    torch::NoGradGuard no_grad;
+    for (auto& p : params_) {
+      p.add_(p.grad(), -lr_);
+    }
+    ++steps_;
+  }
+  size_t num_groups() const override {
+    return 1;
+  }
+  double lr(size_t) const override {
+    return lr_;
+  }
+  void set_lr(size_t, double lr) override {
+    lr_ = lr;
+  }
+  void save(torch::serialize::OutputArchive& archive) const override {
+    archive.write("counting_sgd/steps", torch::tensor(steps_, torch::kLong));
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::Tensor s;
+    archive.read("counting_sgd/steps", s);
+    steps_ = s.item<int64_t>();
+  }
+  int64_t steps() const {
+    return steps_;
+  }
+
+ private:
+  std::vector<torch::Tensor> params_;
+  double lr_;
+  int64_t steps_ = 0;
+};
+
+TEST_F(TrainerTest, AUserOptimizerPlugsInThroughTheInterface) {
+  // loss = <a, w>: gradient a, |a| = 13. The trainer clips to 2 itself
+  // (the optimizer does not fuse clipping), so each step moves w by
+  // -lr a 2 / (13 + 1e-6) (to float precision: the norm is a float).
+  const auto a = torch::tensor({3.0, 4.0, 0.0, 12.0}, torch::kDouble);
+  const double lr = 0.1, coef = 2.0 / (13.0 + 1e-6);
+  const auto ckpt = dir.file("sgd.pt");
+  auto make = [&](int64_t steps, std::shared_ptr<CountingSGD>* opt) {
+    auto m = std::make_shared<Linear1>();
+    m->to(torch::kDouble);
+    *opt = std::make_shared<CountingSGD>(m->parameters(), lr);
+    auto* w = &m->w;
+    return std::make_unique<Trainer>(
+        m,
+        [w, a](int64_t) { return (*w * a).sum(); },
+        TrainerOptions(steps).grad_clip(2.0).ema_decay(0).checkpoint_path(ckpt),
+        std::static_pointer_cast<Optimizer>(*opt));
+  };
+  std::shared_ptr<CountingSGD> o3, o5;
+  auto t3 = make(3, &o3);
+  EXPECT_FALSE(t3->optimizer().clips());
+  EXPECT_EQ(t3->optimizer().torch_optimizer(), nullptr);
+  t3->run();
+  EXPECT_EQ(o3->steps(), 3);
+  // Resumed to 5: the weights and the optimizer's own state come back.
+  auto t5 = make(5, &o5);
+  t5->run();
+  EXPECT_EQ(o5->steps(), 5);
+  const auto w = t5->module().parameters()[0];
+  EXPECT_TRUE(test::all_close(w, -5.0 * lr * coef * a, 1e-6, 1e-12)) << w;
+}
+
+TEST_F(TrainerTest, TorchAdamWThroughTheInterfaceEqualsItsOwnLoop) {
+  // make_optimizer wraps AdamW in a TorchOptimizer: the trainer's steps are
+  // AdamW's own (no clipping, no warm-up), bit for bit.
+  auto x = torch::randn({16, 2}), y = torch::randn({16, 1});
+  auto a = torch::nn::Linear(2, 1);
+  auto b = torch::nn::Linear(2, 1);
+  {
+    torch::NoGradGuard no_grad;
+    b->weight.copy_(a->weight);
+    b->bias.copy_(a->bias);
+  }
+  auto adamw = [](torch::nn::Linear& l) {
+    return std::make_shared<torch::optim::AdamW>(
+        l->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  };
+  auto wrapped = make_optimizer(adamw(a));
+  ASSERT_NE(dynamic_cast<TorchOptimizer*>(wrapped.get()), nullptr);
+  EXPECT_NE(
+      dynamic_cast<torch::optim::AdamW*>(wrapped->torch_optimizer()), nullptr);
+  EXPECT_FALSE(wrapped->fuse_grad_clip(1.0));
+  EXPECT_FALSE(wrapped->clips());
+  EXPECT_FALSE(wrapped->flat_grad().defined());
+  Trainer t(
+      a,
+      [&](int64_t) { return (a(x) - y).pow(2).mean(); },
+      TrainerOptions(10).grad_clip(0).ema_decay(0),
+      wrapped);
+  t.run();
+  auto ref = adamw(b);
+  for (int k = 0; k < 10; ++k) {
+    ref->zero_grad();
+    (b(x) - y).pow(2).mean().backward();
+    ref->step();
+  }
+  EXPECT_TRUE(torch::equal(a->weight, b->weight));
+  EXPECT_TRUE(torch::equal(a->bias, b->bias));
+}
+
+TEST_F(TrainerTest, OptimizerInterfaceWrapsAndChecks) {
+  EXPECT_EQ(make_optimizer(nullptr), nullptr);
+  auto net = torch::nn::Linear(2, 3);
+  auto flat = make_optimizer(std::make_shared<FlatAdam>(net->parameters()));
+  ASSERT_NE(dynamic_cast<FlatAdamOptimizer*>(flat.get()), nullptr);
+  EXPECT_FALSE(flat->clips());
+  EXPECT_FALSE(flat->last_grad_norm().defined());
+  EXPECT_TRUE(flat->fuse_grad_clip(0.5));
+  EXPECT_TRUE(flat->clips());
+  EXPECT_EQ(flat->flat_grad().numel(), 2 * 3 + 3);
+  EXPECT_EQ(flat->num_groups(), 1u);
+  flat->set_lr(0, 0.25);
+  EXPECT_EQ(flat->lr(0), 0.25);
+  EXPECT_THROW_MSG(
+      flat->fuse_grad_clip(0.0),
+      "fuse_grad_clip: max_norm must be finite and > 0, got 0");
+  EXPECT_THROW_MSG(flat->lr(1), "TorchOptimizer::lr: group 1 out of range");
+  EXPECT_THROW_MSG(
+      flat->set_lr(2, 1.0), "TorchOptimizer::set_lr: group 2 out of range");
+  EXPECT_THROW_MSG(
+      TorchOptimizer(nullptr), "TorchOptimizer: the optimizer is null");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -54,11 +55,11 @@ samplers::SampleOptions sample_options(
     torch::Device device,
     uint64_t seed,
     int64_t frames) {
-  auto o = samplers::SampleOptions()
-               .sampler(f.sampler)
-               .grid(f.grid)
-               .steps(f.steps)
-               .eta(f.eta);
+  auto o =
+      samplers::SampleOptions().sampler(f.sampler).grid(f.grid).steps(f.steps);
+  if (f.eta) {
+    o.set("eta", *f.eta);
+  }
   // The steps the run will take, for the trajectory's spacing.
   const int64_t steps = f.steps > 0 ? f.steps
                         : process.num_model_steps() > 0
@@ -109,36 +110,22 @@ void add_training_flags(CLI::App& app, TrainingFlags& f) {
       ->capture_default_str();
 }
 
-namespace {
-std::shared_ptr<dist::ProcessGroup>& the_group() {
-  static std::shared_ptr<dist::ProcessGroup> group;
-  return group;
-}
-}  // namespace
-
 std::shared_ptr<dist::ProcessGroup> join_launch(
     torch::Device device, const TrainingFlags& flags) {
-  auto& group = the_group();
-  if (!group) {
-    group =
-        dist::init_from_env(dist::ProcessGroupOptions().device(device).timeout(
-            std::chrono::milliseconds(
-                static_cast<int64_t>(flags.dist_timeout * 1000))));
-    if (group && group->is_main()) {
-      std::printf(
-          "data-parallel: %lld processes (%s, %s); batch and steps are per "
-          "process\n",
-          static_cast<long long>(group->world_size()),
-          group->info().launcher.c_str(),
-          group->backend_name().c_str());
-      std::fflush(stdout);
-    }
+  auto group =
+      dist::init_from_env(dist::ProcessGroupOptions().device(device).timeout(
+          std::chrono::milliseconds(
+              static_cast<int64_t>(flags.dist_timeout * 1000))));
+  if (group && group->is_main()) {
+    std::printf(
+        "data-parallel: %lld processes (%s, %s); batch and steps are per "
+        "process\n",
+        static_cast<long long>(group->world_size()),
+        group->info().launcher.c_str(),
+        group->backend_name().c_str());
+    std::fflush(stdout);
   }
   return group;
-}
-
-std::shared_ptr<dist::ProcessGroup> launch_group() {
-  return the_group();
 }
 
 TrainerOptions trainer_options(const TrainingFlags& f) {
@@ -152,47 +139,74 @@ TrainerOptions trainer_options(const TrainingFlags& f) {
 }
 
 std::vector<std::string> process_names() {
-  return {
-      "vp",
-      "subvp",
-      "ve",
-      "ve_geometric",
-      "edm",
-      "linear",
-      "cosine",
-      "sigmoid"};
+  auto names = process_registry().names();
+  for (const char* kind : {"linear", "cosine", "sigmoid"}) {
+    names.emplace_back(kind);
+  }
+  return names;
 }
 
-std::shared_ptr<NoiseProcess> make_process(
-    const std::string& name, int64_t T, double ve_sigma, bool quantize) {
-  if (name == "vp") {
-    return std::make_shared<VPSDE>();
+std::shared_ptr<NoiseProcess> make_process(const std::string& name, int64_t T) {
+  if (name != "linear" && name != "cosine" && name != "sigmoid") {
+    return process_from_config({{"name", name}});  // the registry's defaults
   }
-  if (name == "subvp") {
-    return std::make_shared<SubVPSDE>();
+  Config schedule = {{"kind", name}, {"num_timesteps", T}};
+  if (name == "sigmoid") {  // reaches the prior for any T: betas 1e-4..12/T
+    schedule["beta_start"] = 1e-4;
+    schedule["beta_end"] = 12.0 / static_cast<double>(T);
   }
-  if (name == "ve") {
-    return std::make_shared<VESDE>(ve_sigma);
+  return process_from_config(
+      {{"name", "discrete"}, {"schedule", schedule}, {"quantize", true}});
+}
+
+Minibatches::Minibatches(
+    int64_t n,
+    int64_t batch,
+    uint64_t seed,
+    const std::shared_ptr<dist::ProcessGroup>& group,
+    torch::Device device)
+    : n_(n), batch_(batch), device_(device) {
+  if (group) {
+    shard_.emplace(data::ShardSamplerOptions(n, batch)
+                       .rank(group->rank())
+                       .world_size(group->world_size())
+                       .seed(seed));
   }
-  if (name == "ve_geometric") {
-    return std::make_shared<GeometricVESDE>();
+}
+
+torch::Tensor Minibatches::next() {
+  return shard_
+             ? shard_->next().to(device_)
+             : torch::randint(
+                   n_,
+                   {batch_},
+                   torch::TensorOptions().dtype(torch::kLong).device(device_));
+}
+
+void Minibatches::add_state_to(Trainer& trainer) {
+  if (shard_) {
+    trainer.add_state(
+        "mnist_shard",
+        [this] { return shard_->state(); },
+        [this](const torch::Tensor& s) { shard_->load_state(s); });
   }
-  if (name == "edm") {
-    return std::make_shared<EDMProcess>();
+}
+
+std::vector<int64_t> int_list(const std::string& text) {
+  std::vector<int64_t> values;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');) {
+    size_t used = 0;
+    try {
+      values.push_back(std::stoll(item, &used));
+    } catch (const std::exception&) {
+    }
+    if (used == 0 || used != item.size()) {
+      throw std::invalid_argument(
+          "'" + item + "' in '" + text + "' is not an integer");
+    }
   }
-  const auto opts = DiscreteProcessOptions().quantize(quantize);
-  if (name == "linear") {
-    return std::make_shared<DiscreteProcess>(Schedule::linear(T), opts);
-  }
-  if (name == "cosine") {
-    return std::make_shared<DiscreteProcess>(Schedule::cosine(T), opts);
-  }
-  if (name == "sigmoid") {
-    // Reaches the prior for any T: betas from 1e-4 to 12 / T.
-    return std::make_shared<DiscreteProcess>(
-        Schedule::sigmoid(T, 1e-4, 12.0 / static_cast<double>(T)), opts);
-  }
-  throw std::invalid_argument("unknown process '" + name + "'");
+  return values;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -200,6 +214,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+namespace {
+// The "loss" column of the trainer's CSV log (finite, positive values).
 std::vector<double> read_losses(const std::string& path) {
   std::vector<double> losses;
   std::ifstream in(path);
@@ -220,119 +236,97 @@ std::vector<double> read_losses(const std::string& path) {
   }
   return losses;
 }
+}  // namespace
 
-void save_loss_plot(
-    const std::string& path, const std::vector<double>& losses) {
+void save_loss_plot(const RunFiles& files) {
+  const auto losses = read_losses(files.csv);
   if (!losses.empty()) {
     io::save_png(
-        path,
+        (std::filesystem::path(files.csv).parent_path() / "loss.png").string(),
         io::line_plot(
             losses,
             io::LinePlotOptions().log_y(true).title("training loss (log)")));
   }
 }
 
-TrainReport train(
-    std::shared_ptr<torch::nn::Module> module,
-    LossFn loss,
-    TrainerOptions options,
+RunFiles run_files(
     const std::string& out_dir,
     bool resume,
-    std::shared_ptr<torch::optim::Optimizer> optimizer,
-    const TrainedFn& on_trained,
-    const std::vector<std::pair<std::string, at::Generator>>& generators,
-    const std::vector<NamedState>& states) {
+    const std::shared_ptr<dist::ProcessGroup>& group) {
   namespace fs = std::filesystem;
-  const auto group = launch_group();
-  const bool main_rank = !group || group->is_main();
   fs::create_directories(out_dir);
-  const auto csv = (fs::path(out_dir) / "loss.csv").string();
-  const auto ckpt = (fs::path(out_dir) / "checkpoint.pt").string();
-  if (!resume && main_rank) {
+  const fs::path out(out_dir);
+  RunFiles f{
+      (out / "loss.csv").string(),
+      (out / "checkpoint.pt").string(),
+      (out / "model.safetensors").string()};
+  if (!resume && (!group || group->is_main())) {
     std::error_code ec;
-    fs::remove(csv, ec);
-    fs::remove(ckpt, ec);
+    fs::remove(f.csv, ec);
+    fs::remove(f.checkpoint, ec);
   }
-  options.csv_path(csv).checkpoint_path(ckpt).resume(resume).stop_on_signal(
-      true);
-  options.process_group(group);
-  Trainer trainer(module, std::move(loss), options, std::move(optimizer));
-  for (const auto& g : generators) {
-    trainer.add_generator(g.first, g.second);
+  return f;
+}
+
+RunTimer::RunTimer(RunFiles files, bool resume)
+    : files_(std::move(files)), start_(std::chrono::steady_clock::now()) {
+  namespace fs = std::filesystem;
+  if (!resume || !fs::exists(files_.checkpoint) || !fs::exists(files_.model)) {
+    return;
   }
-  for (const auto& st : states) {
-    trainer.add_state(st.name, st.save, st.load);
-  }
-  const int64_t total = options.steps();
-  const int64_t every = std::max<int64_t>(options.log_every(), total / 10);
-  trainer.on_log([&](const TrainLogEntry& e) {
-    if (e.step % every == 0 || e.step == total) {
-      std::printf(
-          "step %6lld  loss %.4f  %.1f it/s  %.0f s\n",
-          static_cast<long long>(e.step),
-          e.loss,
-          e.it_per_s,
-          e.elapsed_s);
-      std::fflush(stdout);
+  try {
+    earlier_ = read_training_info(files_.model);
+    if (earlier_ &&
+        earlier_->step != read_checkpoint_info(files_.checkpoint).step) {
+      earlier_.reset();
     }
-  });
-  // What the run this one continues took, from its model file (when it
-  // was saved at the step the checkpoint resumes from).
-  std::optional<TrainingInfo> before;
-  if (resume && fs::exists(ckpt) && fs::exists(model_path(out_dir))) {
-    try {
-      before = read_training_info(model_path(out_dir));
-      if (before && before->step != read_checkpoint_info(ckpt).step) {
-        before.reset();
-      }
-    } catch (const c10::Error& e) {
-      std::printf("note: %s\n", e.what_without_backtrace());
-    }
+  } catch (const c10::Error& e) {
+    earlier_.reset();
+    std::printf("note: %s\n", e.what_without_backtrace());
   }
-  TrainReport r;
-  const auto start = std::chrono::steady_clock::now();
-  const auto last = trainer.run();
+}
+
+void exit_if_done(
+    const Trainer& trainer, const std::shared_ptr<dist::ProcessGroup>& group) {
   if (trainer.interrupted()) {
     std::printf(
         "stopped by %s at step %lld; the checkpoint is '%s': run the same "
         "command with --resume to go on\n",
         trainer.stop_signal() == SIGINT ? "Ctrl-C (SIGINT)" : "SIGTERM",
-        static_cast<long long>(trainer.step()),
-        ckpt.c_str());
+        static_cast<long long>(trainer.step_count()),
+        trainer.options().checkpoint_path().c_str());
     std::fflush(stdout);
     std::exit(128 + trainer.stop_signal());
   }
   if (group) {
-    // Training is over: rank 0 samples and writes the files alone.
     group->shutdown();
-    if (!main_rank) {
+    if (!group->is_main()) {
       std::exit(0);
     }
   }
-  r.seconds = seconds_since(start) + (before ? before->train_seconds : 0.0);
-  r.steps = trainer.step();
-  r.losses = read_losses(csv);
-  // A run resumed at its last step trains nothing: report the stored final
-  // loss, else the last logged one.
+}
+
+TrainReport RunTimer::report(
+    const Trainer& trainer, const TrainLogEntry& last) const {
+  TrainReport r;
+  r.steps = trainer.step_count();
+  r.seconds =
+      seconds_since(start_) + (earlier_ ? earlier_->train_seconds : 0.0);
   r.final_loss = last.loss;
-  if (!std::isfinite(r.final_loss) && before &&
-      std::isfinite(before->final_loss)) {
-    r.final_loss = before->final_loss;
-  } else if (!std::isfinite(r.final_loss) && !r.losses.empty()) {
-    r.final_loss = r.losses.back();
+  if (!std::isfinite(r.final_loss) && earlier_ &&
+      std::isfinite(earlier_->final_loss)) {
+    r.final_loss = earlier_->final_loss;
+  } else if (!std::isfinite(r.final_loss)) {
+    const auto losses = read_losses(files_.csv);
+    if (!losses.empty()) {
+      r.final_loss = losses.back();
+    }
   }
   std::printf(
       "trained to step %lld in %.1f s; final loss %.4f\n",
       static_cast<long long>(r.steps),
       r.seconds,
       r.final_loss);
-  if (on_trained) {
-    on_trained(trainer.ema(), r);
-  }
-  if (auto* ema = trainer.ema()) {
-    ema->copy_to(*module);
-  }
-  module->eval();
   return r;
 }
 
@@ -347,8 +341,11 @@ DataTransform data_transform(const data::Standardizer& standard) {
       .shift(std::vector<double>(m, m + mean.numel()));
 }
 
-std::string model_path(const std::string& out_dir) {
-  return (std::filesystem::path(out_dir) / "model.safetensors").string();
+void use_ema(Trainer& trainer, torch::nn::Module& module) {
+  if (auto* ema = trainer.ema()) {
+    ema->copy_to(module);
+  }
+  module.eval();
 }
 
 TrainingInfo training_info(const TrainReport& report) {
@@ -387,14 +384,19 @@ nlohmann::json sampling_json(
       {"sample_seconds", seconds}};
 }
 
+DigitClassifier load_classifier(const std::string& path) {
+  DigitClassifier clf;
+  torch::load(clf, path);
+  clf->eval();
+  return clf;
+}
+
 nlohmann::json mnist_quality(
     const std::string& classifier_path,
     const torch::Tensor& samples,
     const torch::Tensor& train_images,
     const torch::Tensor& test_images) {
-  DigitClassifier clf;
-  torch::load(clf, classifier_path);
-  clf->eval();
+  auto clf = load_classifier(classifier_path);
   const auto test_out = classifier_outputs(clf, test_images);
   const auto sample_out = classifier_outputs(clf, samples);
   // The floor: as many training images as samples (the Fréchet distance of

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -27,7 +28,7 @@ struct SamplingFlags {
   std::string sampler = "default";
   std::string grid = "default";
   int64_t steps = 0;  // 0: the sampler's default
-  std::optional<double> eta;
+  std::optional<double> eta = std::nullopt;
   bool cuda_graph = false;
 };
 /// Adds --sampler, --grid, --sample-steps (or `steps_flag`), --eta and
@@ -47,19 +48,20 @@ samplers::SampleOptions sample_options(
     uint64_t seed,
     int64_t frames);
 
-/// The flags every demo's training takes, with the demo's defaults.
+/// The flags every demo's training takes, with the demo's defaults (the
+/// first five in aggregate initialization: steps, batch, lr, out, device).
 struct TrainingFlags {
   int64_t steps = 1000;
   int64_t batch = 32;
   double lr = 1e-3;
+  std::string out = "out";
+  std::string device = "auto";
   int64_t lr_warmup = 0;
   std::string lr_schedule = "constant";
   double ema = 0.999;
   bool ema_warmup = true;
-  std::string device = "auto";
   uint64_t seed = 0;
   bool resume = false;
-  std::string out = "out";
   double dist_timeout = 300;  // seconds, data-parallel collectives
 };
 /// Adds --steps, --batch, --lr, --lr-warmup, --lr-schedule, --ema,
@@ -69,99 +71,112 @@ void add_training_flags(CLI::App& app, TrainingFlags& flags);
 /// EMA of the flags.
 TrainerOptions trainer_options(const TrainingFlags& flags);
 
-/// A noise process by name: "vp", "subvp", "ve" (sigma^t, sigma =
-/// ve_sigma), "ve_geometric", "edm", or a DDPM schedule "linear",
-/// "cosine", "sigmoid" with T steps (quantized model time when `quantize`).
+/// A noise process by name: a registered one (sbgm::process_registry():
+/// "vp", "subvp", "ve", "ve_geometric", "edm", a user's) with its default
+/// parameters, or a DDPM schedule "linear", "cosine" or "sigmoid" of T
+/// steps as a "discrete" process with quantized model time.
 std::shared_ptr<NoiseProcess> make_process(
-    const std::string& name,
-    int64_t num_timesteps = 1000,
-    double ve_sigma = 25.0,
-    bool quantize = true);
-/// The names make_process knows.
+    const std::string& name, int64_t T = 1000);
+/// The names make_process knows: the registry's and the schedules'.
 std::vector<std::string> process_names();
 
 /// Joins the data-parallel group that the environment describes (torchrun,
 /// Slurm, or RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set by hand)
 /// when it has more than one process, for tensors on `device`; returns
-/// null for a single process. train() then trains data-parallel on it:
-/// --batch and --steps are per process; rank 0 writes every file and
-/// samples, the other ranks exit 0 when training ends.
+/// null for a single process. A demo then trains data-parallel on it
+/// (TrainerOptions::process_group): --batch and --steps are per process;
+/// rank 0 writes every file and samples (see exit_if_done).
 std::shared_ptr<dist::ProcessGroup> join_launch(
     torch::Device device, const TrainingFlags& flags);
-/// The group join_launch() joined, or null.
-std::shared_ptr<dist::ProcessGroup> launch_group();
+
+/// Minibatches of indices into `n` training items, for a loss closure: on
+/// one process, `batch` uniform draws (the global generator); data-parallel
+/// (`group`), a disjoint shard of each epoch's permutation on each rank
+/// (data::ShardSampler, seeded with `seed`), whose place in the epoch
+/// add_state_to() puts into the trainer's checkpoints.
+class Minibatches {
+ public:
+  Minibatches(
+      int64_t n,
+      int64_t batch,
+      uint64_t seed,
+      const std::shared_ptr<dist::ProcessGroup>& group,
+      torch::Device device);
+  /// The next minibatch: [batch] int64 indices on the device.
+  torch::Tensor next();
+  /// Data-parallel: saves the shard's place in the trainer's checkpoints
+  /// (and restores it on resume); nothing on one process.
+  void add_state_to(Trainer& trainer);
+
+ private:
+  int64_t n_, batch_;
+  torch::Device device_;
+  std::optional<data::ShardSampler> shard_;
+};
+
+/// "16,32,64" as {16, 32, 64}; an entry that is not an integer is an error
+/// that names it.
+std::vector<int64_t> int_list(const std::string& text);
 
 /// Seconds since `start`.
 double seconds_since(std::chrono::steady_clock::time_point start);
 
-/// The "loss" column of the trainer's CSV log (finite, positive values).
-std::vector<double> read_losses(const std::string& csv_path);
-/// Writes loss.png (log scale) when there are losses.
-void save_loss_plot(const std::string& path, const std::vector<double>& losses);
-
-/// What train() reports.
-struct TrainReport {
-  double seconds = 0;
-  double final_loss = 0;
-  int64_t steps = 0;
-  std::vector<double> losses;  // the logged means, for loss.png
+/// The files of a demo's training run in its output directory: the
+/// Trainer's CSV log and checkpoint, and the model file.
+struct RunFiles {
+  std::string csv;         // loss.csv
+  std::string checkpoint;  // checkpoint.pt
+  std::string model;       // model.safetensors
 };
-
-/// Called by train() when training ends, before the EMA is swapped in:
-/// the module holds the trained weights, `ema` (null without one) their
-/// average. Where the demos save their model file.
-using TrainedFn =
-    std::function<void(const EMA* ema, const TrainReport& report)>;
-
-/// Trains `module` with a Trainer writing loss.csv and checkpoint.pt into
-/// `out_dir` (continuing from them with `resume`, else starting afresh),
-/// prints about ten progress lines and a summary, calls `on_trained`, then
-/// swaps the EMA weights in (when there is an EMA) and puts the module in
-/// eval mode. A resumed run's time and final loss include those of the
-/// run it continues, as stored in `out_dir`/model.safetensors.
-/// `generators` are the loss's own generators (besides the global one),
-/// saved in the checkpoints so that a resumed run continues bit for bit.
-/// Ctrl-C (SIGINT) or SIGTERM writes the checkpoint and exits the process
-/// with 128 + the signal's number, saying how to resume. `states` are
-/// further Trainer::add_state states (name, save, load).
-struct NamedState {
-  std::string name;
-  std::function<torch::Tensor()> save;
-  std::function<void(const torch::Tensor&)> load;
-};
-TrainReport train(
-    std::shared_ptr<torch::nn::Module> module,
-    LossFn loss,
-    TrainerOptions options,
+/// Creates `out_dir` and names its files; a fresh run (not `resume`) first
+/// removes the log and checkpoint of an earlier one (on rank 0 of `group`).
+RunFiles run_files(
     const std::string& out_dir,
     bool resume,
-    std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
-    const TrainedFn& on_trained = nullptr,
-    const std::vector<std::pair<std::string, at::Generator>>& generators = {},
-    const std::vector<NamedState>& states = {});
+    const std::shared_ptr<dist::ProcessGroup>& group);
+/// Writes loss.png (log scale) beside files.csv, of the "loss" column of
+/// that log (its finite, positive values), when there are any.
+void save_loss_plot(const RunFiles& files);
+
+/// After Trainer::run(), ends the processes that have nothing left to do:
+/// when a signal stopped the run (TrainerOptions::stop_on_signal; the
+/// checkpoint is written), says how to resume and exits with 128 + the
+/// signal's number; data-parallel, leaves `group` and exits 0 on every rank
+/// but rank 0, which samples and writes the files alone.
+void exit_if_done(
+    const Trainer& trainer, const std::shared_ptr<dist::ProcessGroup>& group);
+
+/// What a finished training run reports.
+struct TrainReport {
+  int64_t steps = 0;
+  double seconds = 0;  // with the earlier runs' (a resumed run)
+  double final_loss = 0;
+};
+/// Times a training run from its construction, counting the run it
+/// continues: with `resume`, the figures stored in files.model, when that
+/// file was saved at the step the checkpoint resumes from.
+class RunTimer {
+ public:
+  RunTimer(RunFiles files, bool resume);
+  /// The report of the run that ended with `last`: its steps, time (with the
+  /// earlier run's) and final loss (a run resumed at its last step trains
+  /// nothing: the stored one, else the last one in files.csv). Prints it.
+  TrainReport report(const Trainer& trainer, const TrainLogEntry& last) const;
+
+ private:
+  RunFiles files_;
+  std::optional<TrainingInfo> earlier_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Copies the trainer's EMA weights (when it has an EMA) into `module`, to
+/// sample with them, and puts the module in eval mode.
+void use_ema(Trainer& trainer, torch::nn::Module& module);
+/// The report's figures as a model file stores them.
+TrainingInfo training_info(const TrainReport& report);
 
 /// The standardizer's inverse as a model file's data transform.
 DataTransform data_transform(const data::Standardizer& standard);
-
-/// The model file the demos write into their output directory.
-std::string model_path(const std::string& out_dir);
-/// The report's figures as a model file stores them.
-TrainingInfo training_info(const TrainReport& report);
-/// A TrainedFn that saves `net` (an MLP or UNet) with `options`, the EMA
-/// and the training figures to model_path(out_dir).
-template <class Net>
-TrainedFn model_saver(
-    const std::string& out_dir,
-    Net net,
-    Prediction prediction,
-    std::shared_ptr<const NoiseProcess> process,
-    SaveModelOptions options) {
-  return [=](const EMA* ema, const TrainReport& report) {
-    auto o = options;
-    o.ema(ema).training(training_info(report));
-    save_model(model_path(out_dir), net, prediction, *process, o);
-  };
-}
 
 /// The training figures for metrics.json: steps, batch, lr (and its
 /// warm-up and schedule), EMA, train_seconds, final_loss.
@@ -176,6 +191,10 @@ nlohmann::json sampling_json(
     torch::Device device,
     const samplers::SampleResult& result,
     double seconds);
+
+/// The digit classifier (sbgm-mnist-classifier's weights) at `path`, in
+/// eval mode.
+DigitClassifier load_classifier(const std::string& path);
 
 /// MNIST quality figures with the digit classifier at `classifier_path`:
 /// the Fréchet distance of classifier features of the samples against the

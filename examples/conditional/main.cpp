@@ -2,15 +2,13 @@
 // guidance ("draw me a 7"): `--data data/mnist --classifier clf.pt`, or
 // `--dataset moons` (2-D, the halves as classes). One network, trained with
 // its label dropped 10% of the time, is the conditional and the
-// unconditional model. Every class is sampled at each scale of --scales; the
-// label accuracy (samples read as the class asked for, by the digit
-// classifier or the nearest labelled 2-D point) goes to metrics.json, and
-// samples.png shows one row (2-D: panel) per class at --scale.
+// unconditional model. Every class is sampled at each scale of --scales;
+// the label accuracy (read by the digit classifier or the nearest labelled
+// 2-D point) goes to metrics.json, samples.png shows each class at --scale.
 
 #include "../common/common.h"
 
 namespace ex = sbgm::examples;
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
@@ -19,8 +17,8 @@ struct Config {
   std::string dataset = "mnist";
   std::string data = "data/mnist";
   std::string classifier;
-  ex::TrainingFlags train{5000, 32, 2e-3};
-  ex::SamplingFlags sampling;
+  ex::TrainingFlags train{5000, 32, 2e-3, "conditional-out", "cpu"};
+  ex::SamplingFlags sampling{"dpmpp_2m", "logsnr", 20};
   std::vector<double> scales{0, 1, 2, 4};
   double scale = 2;
   double rescale = 0;
@@ -34,35 +32,32 @@ struct Config {
 // are read back and judged, and the picture.
 struct Task {
   int64_t classes = 0;
-  torch::Tensor x, y;  // training data in the model's space, labels
-  std::vector<int64_t> shape;
-  std::function<torch::Tensor(const torch::Tensor&)> to_data, read_labels;
+  torch::Tensor x{}, y{};  // training data in the model's space, labels
+  sbgm::Network net{};
+  std::function<torch::Tensor(const torch::Tensor&)> to_data{}, read_labels{};
   std::function<void(const torch::Tensor&, const torch::Tensor&, json&)>
-      picture;
+      picture{};
 };
 
 Task mnist_task(const Config& c, torch::Device device) {
   TORCH_CHECK(!c.classifier.empty(), "--classifier is needed for MNIST");
   const auto [train, test] = ex::load_mnist_splits(c.data);
-  auto clf = std::make_shared<sbgm::DigitClassifier>();
-  torch::load(*clf, c.classifier);
-  (*clf)->eval();
-  Task t;
-  t.classes = 10;
-  t.x = (train.images * 2 - 1).to(device);
-  t.y = train.labels.to(device);
-  t.shape = {1, 28, 28};
+  auto clf = ex::load_classifier(c.classifier);
+  Task t{10, (train.images * 2 - 1).to(device), train.labels.to(device)};
+  t.net = sbgm::to_network(
+      sbgm::UNet(sbgm::UNetOptions(1).num_classes(10).class_up_path_only(
+          c.class_in == "up")));
   t.to_data = [](const torch::Tensor& x) { return ((x + 1) / 2).clamp(0, 1); };
-  t.read_labels = [clf](const torch::Tensor& images) {
+  t.read_labels = [clf](const torch::Tensor& images) mutable {
     torch::NoGradGuard ng;
-    return (*clf)->forward(images.cpu()).argmax(1);
+    return clf->forward(images.cpu()).argmax(1);
   };
   auto train_images = train.images;
   auto test_images = test ? test->images : torch::Tensor();
   t.picture = [=](const torch::Tensor& images, const torch::Tensor&, json& m) {
     const int64_t shown = std::min<int64_t>(c.per_class, 10);
     sbgm::io::save_png(
-        (fs::path(c.train.out) / "samples.png").string(),
+        c.train.out + "/samples.png",
         sbgm::io::image_grid(
             images.view({10, c.per_class, 1, 28, 28})
                 .slice(1, 0, shown)
@@ -79,13 +74,18 @@ Task mnist_task(const Config& c, torch::Device device) {
 Task toy2d_task(const Config& c, torch::Device device) {
   const auto kind = sbgm::data::parse_toy2d(c.dataset);
   const auto standard = sbgm::data::toy2d_standardizer(kind);
-  Task t;
-  t.classes = sbgm::data::toy2d_num_classes(kind);
   auto d = sbgm::data::make_toy2d_labeled(
       kind, 200000, sbgm::make_generator(c.train.seed));
-  t.x = standard.apply(d.points).to(device);
-  t.y = d.labels.to(device);
-  t.shape = {2};
+  Task t{
+      sbgm::data::toy2d_num_classes(kind),
+      standard.apply(d.points).to(device),
+      d.labels.to(device)};
+  t.net = sbgm::to_network(
+      sbgm::MLP(sbgm::MLPOptions(2)
+                    .hidden(128)
+                    .embedding(sbgm::TimeEmbeddingKind::Sinusoidal)
+                    .time_scale(1000.0)
+                    .num_classes(t.classes)));
   t.to_data = [standard](const torch::Tensor& x) {
     return standard.invert(x).cpu();
   };
@@ -97,16 +97,14 @@ Task toy2d_task(const Config& c, torch::Device device) {
   };
   t.picture = [=](const torch::Tensor& x, const torch::Tensor& y, json&) {
     const double range = 1.15 * ref.points.abs().max().item<double>();
+    const auto shown = ref.points.slice(0, 0, 2000);
     std::vector<torch::Tensor> panels;
     for (int64_t k = 0; k < t.classes; ++k) {
-      panels.push_back(ex::scatter(
-          x.index({y == k}),
-          "class " + std::to_string(k),
-          range,
-          ref.points.slice(0, 0, 2000)));
+      const auto name = "class " + std::to_string(k);
+      panels.push_back(ex::scatter(x.index({y == k}), name, range, shown));
     }
     sbgm::io::save_png(
-        (fs::path(c.train.out) / "samples.png").string(),
+        c.train.out + "/samples.png",
         sbgm::io::panel_grid(panels, std::min<int64_t>(t.classes, 4)));
   };
   return t;
@@ -120,49 +118,47 @@ int run(const Config& c) {
   // VP with v-prediction and min-SNR-5 weighting (the best MNIST recipe of
   // bench/README's search); the 2-D sets on the same process.
   auto process = ex::make_process("vp");
-  std::shared_ptr<torch::nn::Module> module;
-  std::optional<sbgm::Model> made;
-  if (images) {
-    sbgm::UNet net(sbgm::UNetOptions(1)
-                       .num_classes(task.classes)
-                       .class_up_path_only(c.class_in == "up"));
-    module = net.ptr(), made.emplace(net, sbgm::Prediction::V);
-  } else {
-    sbgm::MLP net(sbgm::MLPOptions(2)
-                      .hidden(128)
-                      .embedding(sbgm::TimeEmbeddingKind::Sinusoidal)
-                      .time_scale(1000.0)
-                      .num_classes(task.classes));
-    module = net.ptr(), made.emplace(net, sbgm::Prediction::V);
-  }
-  module->to(device);
-  const sbgm::Model model = *made;
+  task.net.module->to(device);
+  const sbgm::Model model = task.net.model(sbgm::Prediction::V);
   const auto loss = sbgm::LossOptions()
                         .target(sbgm::Prediction::V)
                         .weighting(sbgm::LossWeighting::MinSNR)
                         .sampling(sbgm::TimeSampling::Antithetic);
-  const int64_t n_train = task.x.size(0);
   std::printf("%s; %s\n", c.dataset.c_str(), process->describe().c_str());
-  const auto idx = torch::TensorOptions().dtype(torch::kLong).device(device);
-  const auto report = ex::train(
-      module,
+
+  // ---- training: the Trainer, resumable from its files in --out
+  ex::Minibatches batches(
+      task.x.size(0), c.train.batch, c.train.seed, nullptr, device);
+  const auto files = ex::run_files(c.train.out, c.train.resume, nullptr);
+  sbgm::Trainer trainer(
+      task.net.module,
       [&](int64_t) {
-        auto pick = torch::randint(n_train, {c.train.batch}, idx);
+        const auto pick = batches.next();
         return sbgm::diffusion_loss(
             model.with_condition(task.y.index_select(0, pick)),
             *process,
             task.x.index_select(0, pick),
             loss);
       },
-      ex::trainer_options(c.train).grad_clip(1.0).log_every(
-          std::clamp<int64_t>(c.train.steps / 100, 1, 100)),
-      c.train.out,
-      c.train.resume);
+      ex::trainer_options(c.train)
+          .log_every(std::clamp<int64_t>(c.train.steps / 100, 1, 100))
+          .print_every(std::max<int64_t>(1, c.train.steps / 10))
+          .csv_path(files.csv)
+          .checkpoint_path(files.checkpoint)
+          .resume(c.train.resume)
+          .stop_on_signal(true));  // Ctrl-C, SIGTERM: save, exit_if_done
+  const ex::RunTimer timer(files, c.train.resume);
+  const auto last = trainer.run();
+  ex::exit_if_done(trainer, nullptr);
+  const auto report = timer.report(trainer, last);
+  ex::use_ema(trainer, *task.net.module);
+
   // ---- every class at every scale: label accuracy; the picture at --scale
   const auto requested =
-      torch::arange(task.classes, idx).repeat_interleave(c.per_class);
-  std::vector<int64_t> shape{requested.size(0)};
-  shape.insert(shape.end(), task.shape.begin(), task.shape.end());
+      torch::arange(task.classes, torch::dtype(torch::kLong).device(device))
+          .repeat_interleave(c.per_class);
+  auto shape = task.x.sizes().vec();  // a sample's, for each requested
+  shape[0] = requested.size(0);
   json m = {
       {"dataset", c.dataset},
       {"process", process->describe()},
@@ -174,7 +170,7 @@ int run(const Config& c) {
   if (c.dataset == "mnist") {
     m["class_in"] = c.class_in;
   }
-  json by_scale = json::array();
+  m["label_accuracy_by_scale"] = json::array();
   auto scales = c.scales;  // and --scale, once
   scales.erase(
       std::remove(scales.begin(), scales.end(), c.scale), scales.end());
@@ -196,10 +192,9 @@ int run(const Config& c) {
         100 * acc["overall"].get<double>(),
         100 * acc["weakest"].get<double>(),
         seconds);
-    acc["sample_seconds"] = seconds;
-    acc["nfe"] = result.nfe;
-    acc["scale"] = w;
-    by_scale.push_back(acc);
+    acc.update(
+        {{"sample_seconds", seconds}, {"nfe", result.nfe}, {"scale", w}});
+    m["label_accuracy_by_scale"].push_back(acc);
     if (w == c.scale) {
       sbgm::io::write_npy(c.train.out + "/samples.npy", x);
       task.picture(x, requested.cpu(), m);
@@ -207,11 +202,9 @@ int run(const Config& c) {
       m["label_accuracy_weakest"] = acc["weakest"];
     }
   }
-  m["label_accuracy_by_scale"] = by_scale;
   m.update(ex::training_json(c.train, report));
-  const fs::path out(c.train.out);
-  ex::save_loss_plot((out / "loss.png").string(), report.losses);
-  ex::write_json((out / "metrics.json").string(), m);
+  ex::save_loss_plot(files);
+  ex::write_json(c.train.out + "/metrics.json", m);
   std::printf(
       "wrote samples.png, samples.npy, loss.png, metrics.json to %s\n",
       c.train.out.c_str());
@@ -230,12 +223,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option(
       "--classifier", c.classifier, "weights from sbgm-mnist-classifier");
-  c.train.device = "cpu";
-  c.train.out = "conditional-out";
   ex::add_training_flags(app, c.train);
-  c.sampling.sampler = "dpmpp_2m";
-  c.sampling.grid = "logsnr";
-  c.sampling.steps = 20;
   ex::add_sampling_flags(app, c.sampling);
   app.add_option("--scales", c.scales, "guidance scales to measure")
       ->capture_default_str();
@@ -245,11 +233,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--per-class", c.per_class, "samples per class and scale")
       ->check(CLI::PositiveNumber);
-  app.add_option(
-         "--class-in",
-         c.class_in,
-         "U-Net blocks that see the class: up (the up path; guidance runs "
-         "the down path once) or every")
+  app.add_option("--class-in", c.class_in, "U-Net blocks with the class")
       ->check(CLI::IsMember({"up", "every"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -2,20 +2,14 @@
 //
 //   --mode vp    (default) VP SDE; --prediction v (default), eps or x0;
 //                --weighting minsnr (min-SNR-5, default) or unit; [-1, 1].
-//   --mode ddpm  a 1000-step cosine (or --schedule linear) DDPM schedule,
-//                the same choices.
-//   --mode ve    VE SDE (sigma^t, sigma = 25), denoising score matching with
-//                a score U-Net divided by sigma(t) (the seed's); [0, 1].
-//   --mode edm   EDM: the U-Net preconditioned, x0 loss with EDM's weight,
-//                log-normal noise levels.
-// The default recipe and sampler won bench/README's search (FD ratio 1.16
-// against 5.3 for the seed's VE). Writes samples.npy, samples.png,
-// denoise.png, loss.png, loss.csv, checkpoint.pt, model.safetensors (for
-// sbgm-sample) and metrics.json into --out; --classifier adds the Fréchet
-// distance of classifier features against the test split (and its floor),
-// the classifier score and the class histogram; --likelihood, bits/dim.
-
-#include <sstream>
+//   --mode ddpm  a 1000-step cosine (or --schedule linear) DDPM schedule.
+//   --mode ve    VE SDE (sigma = 25), denoising score matching with a score
+//                U-Net divided by sigma(t); [0, 1].
+//   --mode edm   EDM: the U-Net preconditioned, x0 loss with EDM's weight.
+// The default recipe and sampler won bench/README's search. Writes
+// samples.npy, samples.png, denoise.png, loss.png, loss.csv, checkpoint.pt,
+// model.safetensors (for sbgm-sample) and metrics.json into --out;
+// --classifier adds classifier-feature quality figures, --likelihood bits/dim.
 
 #include "../common/common.h"
 
@@ -34,15 +28,14 @@ struct Config {
   double gamma = 5.0;
   std::string channels = "16,32,64";
   int64_t epochs = 0;
-  ex::TrainingFlags train{6500, 32, 2e-3};
-  ex::SamplingFlags sampling;
+  ex::TrainingFlags train{6500, 32, 2e-3, "mnist-out", "cpu"};
+  ex::SamplingFlags sampling{"dpmpp_2m_sde", "logsnr", 50};  // bench/README
   int64_t num_samples = 64;
   bool amp = false;
   bool likelihood = false;
   int64_t likelihood_images = 32;
   double ode_tol = 1e-4;
   std::string classifier;
-  uint64_t seed = 0;
 };
 
 // What a mode trains: process, prediction, network, loss and data range.
@@ -58,14 +51,9 @@ struct Recipe {
 
 Recipe recipe(const Config& c) {
   Recipe r;
-  std::vector<int64_t> channels;
-  std::stringstream list(c.channels);
-  for (std::string item; std::getline(list, item, ',');) {
-    channels.push_back(std::stoll(item));
-  }
-  r.net.channels(channels);
+  r.net.channels(ex::int_list(c.channels));
   if (c.mode == "ve") {
-    r.process = ex::make_process("ve", 0, 25.0);
+    r.process = ex::make_process("ve");
     r.prediction = sbgm::Prediction::Score;
     auto p = r.process;
     r.net.marginal_std([p](const torch::Tensor& t) { return p->sigma(t); });
@@ -113,14 +101,9 @@ int run(Config c) {
       c.epochs > 0 ? c.epochs * ((n_train + c.train.batch - 1) / c.train.batch)
                    : c.train.steps;
   if (!group || group->is_main()) {
-    std::printf(
-        "%lld images; %s, %lld steps of batch %lld on %s%s\n",
-        static_cast<long long>(n_train),
-        r.process->describe().c_str(),
-        static_cast<long long>(steps),
-        static_cast<long long>(c.train.batch),
-        device.str().c_str(),
-        amp ? " (bf16 autocast)" : "");
+    std::cout << n_train << " images; " << r.process->describe() << ", "
+              << steps << " steps of batch " << c.train.batch << " on "
+              << device << (amp ? " (bf16 autocast)\n" : "\n") << std::flush;
   }
 
   sbgm::UNet net(r.net);
@@ -134,53 +117,50 @@ int run(Config c) {
       r.edm ? sbgm::edm_precondition(raw, r.process, 0.5)
             : sbgm::Model(raw, r.prediction, net->discrete_steps());
 
-  // ---- training
-  const fs::path out(c.train.out);
-  const auto idx = torch::TensorOptions().dtype(torch::kLong).device(device);
-  // Data-parallel: each rank its own noise (the weights are rank 0's) and a
-  // disjoint shard of each epoch's permutation.
-  std::optional<sbgm::data::ShardSampler> shard;
-  std::vector<ex::NamedState> states;
-  if (group) {
+  // ---- training: the Trainer, resumable from its files in --out
+  if (group) {  // each rank its own noise (the weights are rank 0's)
     torch::manual_seed(c.train.seed + 1 + static_cast<uint64_t>(group->rank()));
-    shard.emplace(sbgm::data::ShardSamplerOptions(n_train, c.train.batch)
-                      .rank(group->rank())
-                      .world_size(group->world_size())
-                      .seed(c.train.seed));
-    states.push_back(
-        {"mnist_shard",
-         [&] { return shard->state(); },
-         [&](const torch::Tensor& s) { shard->load_state(s); }});
   }
-  auto optimizer = std::make_shared<sbgm::FlatAdam>(
-      net->parameters(), sbgm::FlatAdamOptions(c.train.lr).max_grad_norm(1.0));
-  const auto report = ex::train(
-      net.ptr(),
+  ex::Minibatches batches(n_train, c.train.batch, c.train.seed, group, device);
+  const auto files = ex::run_files(c.train.out, c.train.resume, group);
+  const int64_t log_every = std::clamp<int64_t>(steps / 100, 1, 100);
+  sbgm::Trainer trainer(
+      net,
       [&](int64_t) {
-        auto pick = shard ? shard->next().to(device)
-                          : torch::randint(n_train, {c.train.batch}, idx);
         return sbgm::diffusion_loss(
-            model, *r.process, train_x.index_select(0, pick), r.loss);
+            model, *r.process, train_x.index_select(0, batches.next()), r.loss);
       },
       ex::trainer_options(c.train)
           .steps(steps)
           .grad_clip(0)  // fused into FlatAdam
-          .log_every(std::clamp<int64_t>(steps / 100, 1, 100))
-          .checkpoint_every(std::max<int64_t>(500, steps / 10)),
-      c.train.out,
-      c.train.resume,
-      optimizer,
-      ex::model_saver(
-          c.train.out,
-          net,
-          r.prediction,
-          r.process,
-          sbgm::SaveModelOptions()
-              .sample_shape({1, 28, 28})
-              .edm_sigma_data(r.edm ? 0.5 : 0.0)
-              .data_transform(r.to_data)),
-      {},
-      states);
+          .log_every(log_every)
+          .print_every(std::max(log_every, steps / 10))
+          .checkpoint_every(std::max<int64_t>(500, steps / 10))
+          .csv_path(files.csv)
+          .checkpoint_path(files.checkpoint)
+          .resume(c.train.resume)
+          .stop_on_signal(true)  // Ctrl-C, SIGTERM: save, then exit_if_done
+          .process_group(group),
+      std::make_shared<sbgm::FlatAdam>(
+          net->parameters(),
+          sbgm::FlatAdamOptions(c.train.lr).max_grad_norm(1.0)));
+  batches.add_state_to(trainer);  // data-parallel: the epoch's shard
+  const ex::RunTimer timer(files, c.train.resume);
+  const auto last = trainer.run();
+  ex::exit_if_done(trainer, group);
+  const auto report = timer.report(trainer, last);
+  sbgm::save_model(  // the EMA's weights, for sbgm-sample
+      files.model,
+      net,
+      r.prediction,
+      *r.process,
+      sbgm::SaveModelOptions()
+          .sample_shape({1, 28, 28})
+          .edm_sigma_data(r.edm ? 0.5 : 0.0)
+          .data_transform(r.to_data)
+          .ema(trainer.ema())
+          .training(ex::training_info(report)));
+  ex::use_ema(trainer, *net);
 
   // ---- sampling
   const auto so =
@@ -190,7 +170,7 @@ int run(Config c) {
   const auto samples =
       r.to_data.apply(result.samples).to(torch::kCPU, torch::kFloat);
   ex::save_image_samples(c.train.out, samples, result.trajectory, r.to_data);
-  ex::save_loss_plot((out / "loss.png").string(), report.losses);
+  ex::save_loss_plot(files);
 
   json m = {
       {"mode", c.mode},
@@ -217,7 +197,7 @@ int run(Config c) {
         c.ode_tol,
         device));
   }
-  ex::write_json((out / "metrics.json").string(), m);
+  ex::write_json(c.train.out + "/metrics.json", m);
   std::printf(
       "wrote samples.npy, samples.png, denoise.png, loss.png, metrics.json to "
       "%s\n",
@@ -247,12 +227,7 @@ int main(int argc, char** argv) {
   app.add_option(
          "--epochs", c.epochs, "passes over the data (overrides --steps)")
       ->check(CLI::NonNegativeNumber);
-  c.train.device = "cpu";
-  c.train.out = "mnist-out";
   ex::add_training_flags(app, c.train);
-  c.sampling.sampler = "dpmpp_2m_sde";  // bench/README: best at <= 50 NFE
-  c.sampling.grid = "logsnr";
-  c.sampling.steps = 50;
   ex::add_sampling_flags(app, c.sampling);
   app.add_option("--num-samples", c.num_samples, "images to generate")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));

@@ -35,7 +35,7 @@ struct Config {
   std::string process = "sigmoid";
   int64_t timesteps = 200;
   int64_t hidden = 128;
-  ex::TrainingFlags train{20000, 256, 1e-3};
+  ex::TrainingFlags train{20000, 256, 1e-3, "swiss-roll-out"};
   ex::SamplingFlags sampling;
   int64_t num_samples = kMetricPoints;
   int threads = 1;
@@ -104,24 +104,39 @@ int run(Config c) {
     const auto noise = torch::randn_like(x0);
     return (*fused)(process->perturb(x0, t, noise), t.to(torch::kLong), noise);
   };
-  const auto report = ex::train(
-      net.ptr(),
+  // The Trainer, resumable: its log and checkpoint in --out; Ctrl-C or
+  // SIGTERM saves the checkpoint (then exit_if_done exits, saying so).
+  const auto files = ex::run_files(c.train.out, c.train.resume, group);
+  const int64_t log_every = std::max<int64_t>(1, c.train.steps / 200);
+  sbgm::Trainer trainer(
+      net,
       loss_fn,
       ex::trainer_options(c.train)
           .grad_clip(1.0)
-          .log_every(std::max<int64_t>(1, c.train.steps / 200))
-          .loss_fn_computes_grads(fused != nullptr),
-      c.train.out,
-      c.train.resume,
-      nullptr,
-      ex::model_saver(
-          c.train.out,
-          net,
-          model.prediction(),
-          process,
-          sbgm::SaveModelOptions().data_transform(
-              ex::data_transform(standard))),
-      {{"toy2d_sampler", data.generator()}});
+          .log_every(log_every)
+          .print_every(std::max(log_every, c.train.steps / 10))
+          .loss_fn_computes_grads(fused != nullptr)
+          .csv_path(files.csv)
+          .checkpoint_path(files.checkpoint)
+          .resume(c.train.resume)
+          .stop_on_signal(true)
+          .process_group(group));
+  trainer.add_generator("toy2d_sampler", data.generator());
+  const ex::RunTimer timer(files, c.train.resume);
+  const auto last = trainer.run();
+  ex::exit_if_done(trainer, group);
+  const auto report = timer.report(trainer, last);
+  // The model file holds the EMA's weights, which then sample.
+  sbgm::save_model(
+      files.model,
+      net,
+      model.prediction(),
+      *process,
+      sbgm::SaveModelOptions()
+          .data_transform(ex::data_transform(standard))
+          .ema(trainer.ema())
+          .training(ex::training_info(report)));
+  ex::use_ema(trainer, *net);
 
   // ---- sampling, mapped back to the data's scale, and the distances
   const auto so = ex::sample_options(
@@ -176,7 +191,7 @@ int run(Config c) {
         frames,
         io::GifOptions().delay_cs(8).last_frame_extra_cs(150));
   }
-  ex::save_loss_plot(out("loss.png"), report.losses);
+  ex::save_loss_plot(files);
   metrics.update(
       {{"dataset", c.dataset},
        {"preset", c.preset},
@@ -216,7 +231,6 @@ int main(int argc, char** argv) {
   app.add_option("--timesteps", c.timesteps, "T of a discrete schedule")
       ->check(CLI::PositiveNumber);
   app.add_option("--hidden", c.hidden, "MLP width")->check(CLI::PositiveNumber);
-  c.train.out = "swiss-roll-out";
   ex::add_training_flags(app, c.train);
   ex::add_sampling_flags(app, c.sampling);
   app.add_option("--num-samples", c.num_samples, "points to sample")

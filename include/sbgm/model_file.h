@@ -9,12 +9,25 @@
 /// The file is a safetensors file (sbgm/io/safetensors.h), so PyTorch
 /// reads the weights directly; the configuration is JSON in the header's
 /// `__metadata__`:
-///   "format": "sbgm.model", "format_version": "1",
-///   "config": {"network": {...}, "prediction": "epsilon",
-///              "process": {...}, "sample_shape": [...],
+///   "format": "sbgm.model", "format_version": "2",
+///   "config": {"network": {"name": ..., ...}, "prediction": "epsilon",
+///              "process": {"name": ..., ...}, "sample_shape": [...],
 ///              "data_transform": {...}},
 ///   "training": {"step": ..., "train_seconds": ..., "final_loss": ...},
-///   "data_crc32": CRC-32 of the data section (zlib.crc32).
+///   "data_crc32": CRC-32 of the data section (zlib.crc32),
+///   "header_crc32": CRC-32 of the header's content (below).
+/// The network and the process are stored as their configs and rebuilt
+/// through network_registry() and process_registry(), so any registered
+/// network or process (a user's own too) is saved and loaded by name.
+///
+/// header_crc32 covers every other metadata entry and the tensor table: it
+/// is the CRC-32 of the compact JSON (nlohmann's dump(), keys sorted)
+///   {"metadata": {every __metadata__ entry but header_crc32},
+///    "tensors": [[name, dtype, shape], ... in the order of the data]}
+/// with dtype as c10::toString names it ("Float"). A change to any byte of
+/// the config, the version or a tensor's entry is refused, never loaded as
+/// another model. Format version 1 (no header_crc32, the network's and the
+/// process's "kind" for "name") is still read.
 /// The tensors the network samples with carry its state_dict names
 /// ("layers.0.weight", "embeddings.0.table.weight", "down_block0_0.conv1.
 /// weight", ...; bench/peer.py's PyTorch mirrors use the same names); the
@@ -38,11 +51,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sbgm/model.h"
-#include "sbgm/nets/mlp.h"
-#include "sbgm/nets/unet.h"
+#include "sbgm/network.h"
 #include "sbgm/process.h"
 
 namespace sbgm {
@@ -51,7 +64,7 @@ class EMA;
 
 /// The model-file format version save_model writes (and the newest that
 /// load_model reads).
-constexpr int64_t kModelFormatVersion = 1;
+constexpr int64_t kModelFormatVersion = 2;
 
 /// Figures of the training run, stored with the model.
 struct TrainingInfo {
@@ -107,24 +120,31 @@ struct SaveModelOptions {
   TORCH_ARG(std::optional<TrainingInfo>, training) = std::nullopt;
 };
 
-/// Saves an MLP with its prediction type and noise process (VPSDE,
-/// SubVPSDE, VESDE, GeometricVESDE, EDMProcess or DiscreteProcess; any
-/// other process is an error).
+/// Saves a registered network (sbgm/network.h) with its prediction type
+/// and noise process; both are stored as their configs, so each must be
+/// registered by the name its config gives (process_registry(),
+/// network_registry()). The sample shape is the network's (an MLP's
+/// [input_dim] when none is given; a UNet needs one).
 void save_model(
     const std::string& path,
-    const MLP& net,
+    const Network& net,
     Prediction prediction,
     const NoiseProcess& process,
     const SaveModelOptions& options = {});
-/// Saves a UNet. A UNet whose options have a marginal_std is stored as
-/// dividing its output by the process's sigma(t) (the only marginal_std
-/// that can be stored), and load_model rebuilds it so.
+/// Saves any network with a `to_network(net)` (sbgm::MLP, sbgm::UNet, or a
+/// user's network that provides one). A UNet whose options have a
+/// marginal_std is stored as dividing its output by the process's sigma(t)
+/// (the only marginal_std that can be stored), and load_model rebuilds it
+/// so.
+template <class Net, class = decltype(to_network(std::declval<const Net&>()))>
 void save_model(
     const std::string& path,
-    const UNet& net,
+    const Net& net,
     Prediction prediction,
     const NoiseProcess& process,
-    const SaveModelOptions& options = {});
+    const SaveModelOptions& options = {}) {
+  save_model(path, to_network(net), prediction, process, options);
+}
 
 /// Which weights load_model puts into the network.
 enum class ModelWeights {
@@ -136,11 +156,13 @@ enum class ModelWeights {
 
 /// What load_model returns.
 struct LoadedModel {
-  /// "mlp" or "unet".
+  /// The network's registry name ("mlp", "unet" or a user's).
   std::string network_kind;
-  /// The network (an sbgm::MLPImpl or sbgm::UNetImpl), on the device, in
-  /// eval mode.
+  /// The network (an sbgm::MLPImpl, sbgm::UNetImpl or a user's module), on
+  /// the device, in eval mode.
   std::shared_ptr<torch::nn::Module> network;
+  /// The network's config, as stored (with "name").
+  std::shared_ptr<const Config> network_config;
   /// The network as a model (preconditioned when it was saved so).
   Model model;
   /// The noise process.

@@ -15,12 +15,23 @@
 /// which the Euler-Maruyama, predictor-corrector and probability-flow ODE
 /// samplers and the likelihood use.
 ///
-/// The processes: VPSDE, SubVPSDE, VESDE (the sigma^t form), GeometricVESDE
-/// (score_sde's sigma_min / sigma_max form), EDMProcess (sbgm/sde.h) and
-/// DiscreteProcess, any DDPM Schedule on its steps (sbgm/schedule.h).
-/// A user process implements alpha(t), sigma(t) (alpha_impl, sigma_impl)
-/// and its time range; lambda's inverse and the SDE have numerical
-/// defaults here. The public functions check t and call the *_impl ones.
+/// The processes, one header each under sbgm/processes/: VPSDE and SubVPSDE
+/// (vp.h), VESDE (the sigma^t form) and GeometricVESDE (score_sde's
+/// sigma_min / sigma_max form) (ve.h), EDMProcess (edm.h) and
+/// DiscreteProcess, any DDPM Schedule on its steps (discrete.h).
+///
+/// Each is registered by name in process_registry() and rebuilt from its
+/// config: `process_from_config(p.config())` equals p.
+///
+/// What a new process must implement (the rest has defaults): name(),
+/// describe(), config(), t_max(), t_min(), t_floor(), data_time(),
+/// prior_std() and the four coefficient forms alpha_impl and sigma_impl
+/// (double and tensor). lambda, its inverse (by bisection) and the SDE
+/// (by central differences) then have numerical defaults; override their
+/// *_impl forms with closed forms where speed matters. Register it with
+/// `sbgm::process_registry().add("name", factory)` (one line in the user's
+/// own code) and it is saved, loaded and sampled by name like the
+/// built-ins. The public functions check t and call the *_impl ones.
 
 #include <torch/types.h>
 
@@ -28,6 +39,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#include "sbgm/registry.h"
 
 namespace sbgm {
 
@@ -80,6 +93,11 @@ class NoiseProcess {
   virtual std::string name() const = 0;
   /// The name with its parameters, e.g. "vp(beta_min=0.1, beta_max=20)".
   virtual std::string describe() const = 0;
+  /// The name and parameters as a JSON object, {"name": name(), ...}, from
+  /// which process_from_config rebuilds an equal process (what model files
+  /// store). The default throws: a process that is to be saved or built by
+  /// name overrides it.
+  virtual Config config() const;
 
   // ---- time range ----------------------------------------------------------
   /// The prior's time, where sampling starts.
@@ -187,5 +205,22 @@ class NoiseProcess {
 
 /// Short alias used across the library.
 using ProcessPtr = std::shared_ptr<const NoiseProcess>;
+
+/// The table of processes by name. Built in: "vp", "subvp", "ve",
+/// "ve_geometric", "edm" and "discrete"; a factory receives the whole
+/// config (with "name") and fills missing parameters with their defaults.
+///
+/// Example (a user's process, registered once at start-up):
+/// ```
+/// sbgm::process_registry().add("my_vp", [](const sbgm::Config& c) {
+///   return std::make_shared<MyVP>(c.value("beta_max", 20.0));
+/// });
+/// auto p = sbgm::process_from_config({{"name", "my_vp"}});
+/// ```
+Registry<std::shared_ptr<NoiseProcess>>& process_registry();
+
+/// The process `config` describes: config["name"] picks the registry entry,
+/// which reads the rest. `process_from_config(p.config())` equals p.
+std::shared_ptr<NoiseProcess> process_from_config(const Config& config);
 
 }  // namespace sbgm

@@ -1,7 +1,10 @@
 #pragma once
 
 /// \file
-/// Discrete (DDPM) noise schedules and the tables derived from them.
+/// Discrete (DDPM) noise schedules: the betas and alpha-bar. Sampling and
+/// training use a schedule through DiscreteProcess
+/// (sbgm/processes/discrete.h), whose perturb() and the update functions
+/// (sbgm/samplers/updates.h) replace the DDPM tables of other libraries.
 ///
 /// Timesteps are indexed t = 0..T-1 (the paper's 1..T shifted by one):
 ///   alpha_t = 1 - beta_t,  alpha_bar_t = prod_{s<=t} alpha_s,
@@ -17,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "sbgm/process.h"
+#include "sbgm/registry.h"
 
 namespace sbgm {
 
@@ -27,16 +30,16 @@ enum class ScheduleKind { Linear, Sigmoid, Cosine, Custom };
 /// Name of a schedule kind ("linear", "sigmoid", "cosine", "custom").
 std::string to_string(ScheduleKind kind);
 
-/// A discrete noise schedule beta_0..beta_{T-1} with every DDPM table.
+/// A discrete noise schedule beta_0..beta_{T-1} and its alpha-bar.
 ///
-/// The tables are float64 tensors of length T on `device()`; host copies of
-/// the same numbers are kept for samplers that step with a scalar t. Copies
-/// of a Schedule share their tables (it is cheap to copy).
+/// betas() and alphas_cumprod() are float64 tensors of length T on
+/// `device()`; host copies of the same numbers serve a scalar t. Copies of
+/// a Schedule share them (it is cheap to copy).
 ///
 /// Example:
 /// ```
-/// auto s = sbgm::Schedule::cosine(1000);
-/// auto xt = s.q_sample(x0, t, torch::randn_like(x0));
+/// sbgm::DiscreteProcess p(sbgm::Schedule::cosine(1000));
+/// auto xt = p.perturb(x0, t, torch::randn_like(x0));
 /// ```
 class Schedule {
  public:
@@ -55,6 +58,16 @@ class Schedule {
   /// Any betas in (0, 1); a 1-D floating tensor (copied to float64).
   static Schedule from_betas(const torch::Tensor& betas);
   static Schedule from_betas(const std::vector<double>& betas);
+
+  /// The schedule as JSON: {"kind", "betas", "beta_start", "beta_end"}
+  /// (the betas exactly, so from_config rebuilds the same numbers).
+  Config config() const;
+  /// Rebuilds a schedule from config(); without "betas", builds the kind
+  /// ("linear", "sigmoid", "cosine") from "num_timesteps" (default 1000) and
+  /// the kind's own parameters ("beta_start" and "beta_end"; "s" and
+  /// "max_beta" for cosine), each defaulting as in linear(), sigmoid() and
+  /// cosine().
+  static Schedule from_config(const Config& config);
 
   /// Zero terminal SNR (Lin et al., "Common Diffusion Noise Schedules and
   /// Sample Steps are Flawed", 2023, Alg. 1): with s = sqrt(alpha_bar),
@@ -80,65 +93,26 @@ class Schedule {
   /// The same schedule with its tables on `device` (float64 kept).
   Schedule to(torch::Device device) const;
 
-  // ---- tables: float64 tensors of shape [T] on device() -------------------
+  // ---- float64 tensors of shape [T] on device() --------------------------
   const torch::Tensor& betas() const;
-  const torch::Tensor& alphas() const;
-  /// alpha_bar_t.
+  /// alpha_bar_t = prod_{s<=t} (1 - beta_s).
   const torch::Tensor& alphas_cumprod() const;
-  /// alpha_bar_{t-1}, with alpha_bar_{-1} = 1.
-  const torch::Tensor& alphas_cumprod_prev() const;
-  const torch::Tensor& sqrt_alphas_cumprod() const;
-  const torch::Tensor& sqrt_one_minus_alphas_cumprod() const;
-  /// 1 / sqrt(alpha_t).
-  const torch::Tensor& sqrt_recip_alphas() const;
-  /// beta~_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t); beta~_0 = 0.
-  const torch::Tensor& posterior_variance() const;
-  /// log(beta~_t) with beta~_0 replaced by beta~_1 (beta_0 when T = 1).
-  const torch::Tensor& posterior_log_variance_clipped() const;
-  /// Posterior mean = coef1 * x_0 + coef2 * x_t, with
-  /// coef1 = beta_t sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t) and
-  /// coef2 = (1 - alpha_bar_{t-1}) sqrt(alpha_t) / (1 - alpha_bar_t).
-  const torch::Tensor& posterior_mean_coef1() const;
-  const torch::Tensor& posterior_mean_coef2() const;
 
-  // ---- host values at one step (for samplers with a scalar t) -------------
+  // ---- host values at one step --------------------------------------------
   double beta(int64_t t) const;
-  double alpha(int64_t t) const;
   double alpha_bar(int64_t t) const;
-  /// alpha_bar_{t-1}; 1 at t = 0.
-  double alpha_bar_prev(int64_t t) const;
-  double posterior_variance(int64_t t) const;
 
   /// alpha_bar at the last step: how much of x_0 is left in x_T.
   double terminal_alpha_bar() const;
   /// Signal-to-noise ratio alpha_bar_T / (1 - alpha_bar_T) at the last step.
   double terminal_snr() const;
   /// True when alpha_bar_T <= `tol`, i.e. x_T is close to N(0, I). Sampling
-  /// starts from N(0, I), so a schedule that stops short of it (the seed's
-  /// swiss-roll schedule ends at alpha_bar_T ~ 0.69) starts every sample off
-  /// the distribution the network was trained on. Such schedules are warned
-  /// about once when built.
+  /// starts from N(0, I), so a schedule that stops short of it (a sigmoid
+  /// schedule of T = 150 from 1e-5 to 5e-3 ends at alpha_bar_T ~ 0.69)
+  /// starts every sample off the distribution the network was trained on.
+  /// Such schedules are warned about once when built.
   bool reaches_prior(double tol = kPriorTolerance) const;
   static constexpr double kPriorTolerance = 1e-2;
-
-  /// table[t] shaped to broadcast against `like`: t of shape [N] gives
-  /// [N, 1, ..., 1]; a 0-dim t gives a 0-dim result. The result has the dtype
-  /// and device of `like`. t must be an integer tensor with values in [0, T).
-  torch::Tensor extract(
-      const torch::Tensor& table,
-      const torch::Tensor& t,
-      const torch::Tensor& like) const;
-
-  /// x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise.
-  torch::Tensor q_sample(
-      const torch::Tensor& x0,
-      const torch::Tensor& t,
-      const torch::Tensor& noise) const;
-  /// Mean of q(x_{t-1} | x_t, x_0).
-  torch::Tensor posterior_mean(
-      const torch::Tensor& x0,
-      const torch::Tensor& xt,
-      const torch::Tensor& t) const;
 
  private:
   struct Tables;
@@ -148,7 +122,6 @@ class Schedule {
       const torch::Tensor& betas,
       double beta_start,
       double beta_end);
-  void check_t(const torch::Tensor& t) const;
   void check_host_t(int64_t t) const;
 
   ScheduleKind kind_;
@@ -156,91 +129,6 @@ class Schedule {
   double beta_end_;
   std::shared_ptr<const Tables> tables_;
   std::shared_ptr<const HostTables> host_;
-};
-
-/// Example: `DiscreteProcess p(Schedule::cosine(1000),
-///                             DiscreteProcessOptions().quantize(false));`
-struct DiscreteProcessOptions {
-  /// Feed the network the nearest step as int64 (what a network that embeds
-  /// its T steps in a table needs); false feeds the fractional step as a
-  /// float (for sinusoidal or Fourier time features, which take any t).
-  /// Default: true.
-  TORCH_ARG(bool, quantize) = true;
-};
-
-/// A discrete schedule as a noise process: at step i = 0..T-1, alpha_i =
-/// sqrt(alpha_bar_i) and sigma_i = sqrt(1 - alpha_bar_i); the data sits at
-/// t = -1 (alpha_bar_{-1} = 1, as DDIM's final step).
-///
-/// Between steps, lambda = log(alpha / sigma) is interpolated linearly in t
-/// (exact at the steps), so t runs over the real interval [0, T-1] and the
-/// continuous-time solvers (Euler-Maruyama, the probability-flow ODE, EDM's
-/// Heun, Karras grids) run a network trained on the steps, as k-diffusion's
-/// DiscreteEpsDDPMDenoiser does. On each segment, alpha^2 = sigmoid(2
-/// lambda), so f = lambda' sigma^2 and g^2 = -2 lambda' sigma^2 with the
-/// segment's slope lambda'.
-class DiscreteProcess : public NoiseProcess {
- public:
-  explicit DiscreteProcess(
-      Schedule schedule, const DiscreteProcessOptions& options = {});
-
-  const Schedule& schedule() const {
-    return schedule_;
-  }
-  const DiscreteProcessOptions& options() const {
-    return options_;
-  }
-  int64_t num_timesteps() const;
-
-  std::string name() const override {
-    return "discrete";
-  }
-  std::string describe() const override;
-  double t_max() const override;
-  double t_min() const override {
-    return 0.0;
-  }
-  double t_floor() const override {
-    return 0.0;
-  }
-  double data_time() const override {
-    return -1.0;
-  }
-  double prior_std() const override {
-    return 1.0;
-  }
-  bool integer_model_time() const override {
-    return options_.quantize();
-  }
-  int64_t num_model_steps() const override;
-  double model_time(double t) const override;
-  torch::Tensor model_time(
-      const torch::Tensor& t, torch::ScalarType dtype) const override;
-  GridKind default_grid() const override {
-    return GridKind::Linspace;
-  }
-
- protected:
-  double alpha_impl(double t) const override;
-  torch::Tensor alpha_impl(const torch::Tensor& t) const override;
-  double sigma_impl(double t) const override;
-  torch::Tensor sigma_impl(const torch::Tensor& t) const override;
-  double lambda_impl(double t) const override;
-  torch::Tensor lambda_impl(const torch::Tensor& t) const override;
-  double t_of_lambda_impl(double lambda) const override;
-  double drift_coeff_impl(double t) const override;
-  double diffusion_sq_impl(double t) const override;
-
- private:
-  /// lambda_i of the steps (host), and as float64 tensors per device.
-  torch::Tensor lambda_table(torch::Device device) const;
-  double segment_slope(double t) const;
-
-  Schedule schedule_;
-  DiscreteProcessOptions options_;
-  std::vector<double> lambdas_;
-  struct DeviceTables;
-  std::shared_ptr<DeviceTables> device_tables_;
 };
 
 }  // namespace sbgm

@@ -2,6 +2,8 @@
 
 #include <torch/nn/functional/activation.h>
 
+#include <nlohmann/json.hpp>
+
 #include "internal.h"
 
 namespace sbgm {
@@ -205,6 +207,63 @@ torch::Tensor MLPImpl::forward(
     }
   }
   return out->forward(h);
+}
+
+// ---- config ---------------------------------------------------------------
+
+Config to_config(const MLPOptions& o) {
+  return {
+      {"name", "mlp"},
+      {"input_dim", o.input_dim()},
+      {"hidden", o.hidden()},
+      {"depth", o.depth()},
+      {"embedding", to_string(o.embedding())},
+      {"embedding_dim", o.embedding_dim()},
+      {"num_timesteps", o.num_timesteps()},
+      {"fourier_scale", o.fourier_scale()},
+      {"time_scale", o.time_scale()},
+      {"activation", to_string(o.activation())},
+      {"num_classes", o.num_classes()},
+      {"class_dropout", o.class_dropout()}};
+}
+
+MLPOptions mlp_options_from_config(const Config& j) {
+  const MLPOptions d(j.at("input_dim").get<int64_t>());
+  return MLPOptions(d.input_dim())
+      .hidden(j.value("hidden", d.hidden()))
+      .depth(j.value("depth", d.depth()))
+      .embedding(time_embedding_kind_from_string(
+          j.value("embedding", to_string(d.embedding()))))
+      .embedding_dim(j.value("embedding_dim", d.embedding_dim()))
+      .num_timesteps(j.value("num_timesteps", d.num_timesteps()))
+      .fourier_scale(j.value("fourier_scale", d.fourier_scale()))
+      .time_scale(j.value("time_scale", d.time_scale()))
+      .activation(activation_from_string(
+          j.value("activation", to_string(d.activation()))))
+      .num_classes(j.value("num_classes", d.num_classes()))
+      .class_dropout(j.value("class_dropout", d.class_dropout()));
+}
+
+Network to_network(const MLP& net) {
+  TORCH_CHECK(!net.is_empty(), "to_network: the MLP is empty");
+  auto n = make_network(
+      "mlp", std::make_shared<const Config>(to_config(net->options)), net);
+  const int64_t d = net->options.input_dim();
+  n.sample_shape = [d](const std::vector<int64_t>& shape) {
+    if (shape.empty()) {
+      return std::vector<int64_t>{d};
+    }
+    TORCH_CHECK(
+        shape == std::vector<int64_t>{d},
+        "an MLP of input_dim ",
+        d,
+        " takes samples of shape [",
+        d,
+        "], got sample_shape ",
+        c10::IntArrayRef(shape));
+    return shape;
+  };
+  return n;
 }
 
 }  // namespace sbgm

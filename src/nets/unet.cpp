@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "conditions.h"
@@ -563,6 +564,67 @@ std::vector<torch::Tensor> UNetImpl::forward_conditions(
     outs.push_back(scaled(out.slice(0, i * n, (i + 1) * n), t));
   }
   return outs;
+}
+
+// ---- config ---------------------------------------------------------------
+
+Config to_config(const UNetOptions& o) {
+  return {
+      {"name", "unet"},
+      {"in_channels", o.in_channels()},
+      {"channels", o.channels()},
+      {"num_res_blocks", o.num_res_blocks()},
+      {"groups", o.groups()},
+      {"attention_levels", o.attention_levels()},
+      {"mid_attention", o.mid_attention()},
+      {"dropout", o.dropout()},
+      {"time_embedding", to_string(o.time_embedding())},
+      {"time_dim", o.time_dim()},
+      {"num_timesteps", o.num_timesteps()},
+      {"fourier_scale", o.fourier_scale()},
+      {"time_scale", o.time_scale()},
+      {"divide_by_sigma", static_cast<bool>(o.marginal_std())},
+      {"num_classes", o.num_classes()},
+      {"class_dropout", o.class_dropout()},
+      {"class_up_path_only", o.class_up_path_only()}};
+}
+
+UNetOptions unet_options_from_config(const Config& j) {
+  const UNetOptions d(j.at("in_channels").get<int64_t>());
+  return UNetOptions(d.in_channels())
+      .channels(j.value("channels", d.channels()))
+      .num_res_blocks(j.value("num_res_blocks", d.num_res_blocks()))
+      .groups(j.value("groups", d.groups()))
+      .attention_levels(j.value("attention_levels", d.attention_levels()))
+      .mid_attention(j.value("mid_attention", d.mid_attention()))
+      .dropout(j.value("dropout", d.dropout()))
+      .time_embedding(time_embedding_kind_from_string(
+          j.value("time_embedding", to_string(d.time_embedding()))))
+      .time_dim(j.value("time_dim", d.time_dim()))
+      .num_timesteps(j.value("num_timesteps", d.num_timesteps()))
+      .fourier_scale(j.value("fourier_scale", d.fourier_scale()))
+      .time_scale(j.value("time_scale", d.time_scale()))
+      .num_classes(j.value("num_classes", d.num_classes()))
+      .class_dropout(j.value("class_dropout", d.class_dropout()))
+      .class_up_path_only(
+          j.value("class_up_path_only", d.class_up_path_only()));
+}
+
+Network to_network(const UNet& net) {
+  TORCH_CHECK(!net.is_empty(), "to_network: the UNet is empty");
+  auto n = make_network(
+      "unet", std::make_shared<const Config>(to_config(net->options)), net);
+  const int64_t c = net->options.in_channels();
+  n.sample_shape = [c](const std::vector<int64_t>& shape) {
+    TORCH_CHECK(
+        shape.size() == 3 && shape[0] == c && shape[1] >= 1 && shape[2] >= 1,
+        "a UNet needs sample_shape {",
+        c,
+        ", H, W}, got ",
+        c10::IntArrayRef(shape));
+    return shape;
+  };
+  return n;
 }
 
 }  // namespace sbgm

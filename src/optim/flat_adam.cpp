@@ -383,3 +383,39 @@ void FlatAdam::load(torch::serialize::InputArchive& archive) {
 }
 
 }  // namespace sbgm
+
+namespace sbgm {
+
+FlatAdamOptimizer::FlatAdamOptimizer(std::shared_ptr<FlatAdam> adam)
+    : TorchOptimizer(adam), adam_(std::move(adam)) {}
+
+void FlatAdamOptimizer::zero_grad() {
+  adam_->zero_flat_grad();
+}
+
+torch::Tensor FlatAdamOptimizer::flat_grad() {
+  return adam_->flat_grad();
+}
+
+bool FlatAdamOptimizer::fuse_grad_clip(double max_norm) {
+  TORCH_CHECK(
+      std::isfinite(max_norm) && max_norm > 0,
+      "FlatAdamOptimizer::fuse_grad_clip: max_norm must be finite and > 0, "
+      "got ",
+      max_norm);
+  static_cast<FlatAdamOptions&>(adam_->param_groups().at(0).options())
+      .max_grad_norm(max_norm);
+  return true;
+}
+
+bool FlatAdamOptimizer::clips() const {
+  return static_cast<const FlatAdamOptions&>(
+             adam_->param_groups().at(0).options())
+             .max_grad_norm() > 0;
+}
+
+torch::Tensor FlatAdamOptimizer::last_grad_norm() const {
+  return clips() ? adam_->last_grad_norm() : torch::Tensor();
+}
+
+}  // namespace sbgm

@@ -9,7 +9,17 @@ namespace sbgm::samplers::detail {
 
 AffineSteps::AffineSteps(size_t n) {
   for (auto* v :
-       {&t, &t_next, &c_x, &c_out, &c_noise, &x0_x, &x0_out, &c1, &c2}) {
+       {&t,
+        &t_next,
+        &c_x,
+        &c_out,
+        &c_noise,
+        &x0_x,
+        &x0_out,
+        &c1,
+        &c2,
+        &c_m1,
+        &c_m2}) {
     v->assign(n, 0.0);
   }
 }
@@ -65,7 +75,7 @@ void AffineStepper::step(torch::Tensor& x, int64_t i, torch::Tensor* x0_out) {
     out = out.clone();  // the model handed back x itself
   }
   torch::Tensor x0;
-  if (st.clip || x0_out != nullptr) {
+  if (st.clip || st.history || x0_out != nullptr) {
     x0 = out.mul(st.x0_out[k]);
     if (st.x0_x[k] != 0.0) {
       x0.add_(x, st.x0_x[k]);
@@ -78,6 +88,16 @@ void AffineStepper::step(torch::Tensor& x, int64_t i, torch::Tensor* x0_out) {
     x.mul_(st.c2[k]).add_(x0, st.c1[k]);
   } else {
     x.mul_(st.c_x[k]).add_(out, st.c_out[k]);
+  }
+  if (st.c_m1[k] != 0.0) {
+    x.add_(m1_, st.c_m1[k]);
+  }
+  if (st.c_m2[k] != 0.0) {
+    x.add_(m2_, st.c_m2[k]);
+  }
+  if (st.history) {
+    m2_ = std::move(m1_);
+    m1_ = x0;
   }
   if (st.c_noise[k] != 0.0) {
     fill_normal(noise_, x, source_);
@@ -103,6 +123,10 @@ SampleResult run_affine(
       where,
       ": cuda_graph cannot be combined with per_sample_seed (a captured "
       "step draws from one generator)");
+  TORCH_INTERNAL_ASSERT(
+      !(common.cuda_graph() && steps->history),
+      where,
+      ": a multistep table under cuda_graph");
   if (common.cuda_graph() && x.is_cuda()) {
     GraphedAffineStepper graphed(model, steps, x, common.generator());
     for (int64_t i = 0; i < n; ++i) {

@@ -1,7 +1,7 @@
 #pragma once
 
 // Private: argument checks and grid resolution that several samplers share
-// (samplers.cpp, solvers.cpp, likelihood.cpp).
+// (the sampler files and likelihood.cpp).
 
 #include <c10/util/Exception.h>
 
@@ -14,6 +14,10 @@
 #include "sbgm/samplers/common.h"
 
 namespace sbgm::samplers::detail {
+
+/// Default grid length of ddpm (without a discrete schedule),
+/// euler_maruyama and pc.
+constexpr int64_t kDefaultSteps = 1000;
 
 /// Default grid lengths: EDM's Heun (18 steps, 35 evaluations; Euler uses
 /// the same grid) and the DPM-Solver++ family (20).
@@ -39,6 +43,15 @@ inline void check_eta(double eta, const char* where) {
       where,
       ": eta must be finite and >= 0, got ",
       eta);
+}
+
+/// s_noise (Euler-ancestral's, EDM's churn) must be finite and > 0.
+inline void check_noise(double s_noise, const char* where) {
+  TORCH_CHECK(
+      s_noise > 0 && std::isfinite(s_noise),
+      where,
+      ": s_noise must be finite and > 0, got ",
+      s_noise);
 }
 
 /// An adaptive solver's tolerances and step budget.

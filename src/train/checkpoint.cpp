@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <vector>
@@ -20,6 +21,7 @@
 #endif
 
 #include "internal.h"
+#include "sbgm/optim/optimizer.h"
 #include "sbgm/train/ema.h"
 
 namespace sbgm {
@@ -326,11 +328,14 @@ std::string model_fingerprint(const torch::nn::Module& module) {
   return out;
 }
 
-void save_checkpoint(
+namespace {
+
+// save_checkpoint with the optimizer behind the sbgm::Optimizer interface.
+void save_any(
     const std::string& path,
     const torch::nn::Module& module,
     int64_t step,
-    const torch::optim::Optimizer* optimizer,
+    const Optimizer* optimizer,
     const EMA* ema,
     bool save_rng,
     const ExtraState& extra) {
@@ -437,16 +442,21 @@ void save_checkpoint(
   sync_dir_of(path);
 }
 
+}  // namespace
+
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   CheckpointInfo info;
   open_checkpoint(path, std::nullopt, &info, "read_checkpoint_info");
   return info;
 }
 
-int64_t load_checkpoint(
+namespace {
+
+// load_checkpoint with the optimizer behind the sbgm::Optimizer interface.
+int64_t load_any(
     const std::string& path,
     torch::nn::Module& module,
-    torch::optim::Optimizer* optimizer,
+    Optimizer* optimizer,
     EMA* ema,
     bool restore_rng,
     ExtraState* extra) {
@@ -565,6 +575,64 @@ int64_t load_checkpoint(
     }
   }
   return info.step;
+}
+
+}  // namespace
+
+namespace {
+// A TorchOptimizer over a caller's optimizer that it does not own.
+std::unique_ptr<TorchOptimizer> borrow(const torch::optim::Optimizer* opt) {
+  if (opt == nullptr) {
+    return nullptr;
+  }
+  return std::make_unique<TorchOptimizer>(
+      std::shared_ptr<torch::optim::Optimizer>(
+          const_cast<torch::optim::Optimizer*>(opt),
+          [](torch::optim::Optimizer*) {}));
+}
+}  // namespace
+
+void save_checkpoint(
+    const std::string& path,
+    const torch::nn::Module& module,
+    int64_t step,
+    const torch::optim::Optimizer* optimizer,
+    const EMA* ema,
+    bool save_rng,
+    const ExtraState& extra) {
+  save_any(path, module, step, borrow(optimizer).get(), ema, save_rng, extra);
+}
+
+void save_checkpoint(
+    const std::string& path,
+    const torch::nn::Module& module,
+    int64_t step,
+    const Optimizer& optimizer,
+    const EMA* ema,
+    bool save_rng,
+    const ExtraState& extra) {
+  save_any(path, module, step, &optimizer, ema, save_rng, extra);
+}
+
+int64_t load_checkpoint(
+    const std::string& path,
+    torch::nn::Module& module,
+    torch::optim::Optimizer* optimizer,
+    EMA* ema,
+    bool restore_rng,
+    ExtraState* extra) {
+  return load_any(
+      path, module, borrow(optimizer).get(), ema, restore_rng, extra);
+}
+
+int64_t load_checkpoint(
+    const std::string& path,
+    torch::nn::Module& module,
+    Optimizer& optimizer,
+    EMA* ema,
+    bool restore_rng,
+    ExtraState* extra) {
+  return load_any(path, module, &optimizer, ema, restore_rng, extra);
 }
 
 int64_t load_weights(

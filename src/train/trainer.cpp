@@ -194,11 +194,42 @@ class ProgressBar {
 
 TrainerOptions::TrainerOptions(int64_t steps) : steps_(steps) {}
 
+// What lives from begin() to end().
+struct Trainer::Run {
+  Run(bool bar_on, int64_t total) : bar(bar_on, total) {}
+  std::ofstream csv;
+  ProgressBar bar;
+  std::vector<torch::Tensor> params;
+  // The window's per-step losses and gradient norms, on their device: read
+  // back once per window, they name the first non-finite step.
+  std::vector<torch::Tensor> win_loss, win_gn;
+  std::vector<int64_t> win_steps;
+  int64_t first_step = 0;
+  // The step of the last checkpoint written or resumed from; -1: none.
+  int64_t last_ckpt = -1;
+  Clock::time_point t0;
+  double shown_loss = std::nan("");
+  TrainLogEntry last{0, std::nan(""), std::nan(""), 0.0, 0.0, 0.0};
+  // The optimizer clips inside its step and reports the norm.
+  bool fused = false;
+};
+
 Trainer::Trainer(
     std::shared_ptr<torch::nn::Module> module,
     LossFn loss,
     TrainerOptions options,
     std::shared_ptr<torch::optim::Optimizer> optimizer)
+    : Trainer(
+          std::move(module),
+          std::move(loss),
+          std::move(options),
+          make_optimizer(std::move(optimizer))) {}
+
+Trainer::Trainer(
+    std::shared_ptr<torch::nn::Module> module,
+    LossFn loss,
+    TrainerOptions options,
+    std::shared_ptr<Optimizer> optimizer)
     : module_(std::move(module)),
       loss_(std::move(loss)),
       options_(std::move(options)),
@@ -213,6 +244,10 @@ Trainer::Trainer(
       o.checkpoint_every() >= 0,
       "Trainer: checkpoint_every must be >= 0, got ",
       o.checkpoint_every());
+  TORCH_CHECK(
+      o.print_every() >= 0,
+      "Trainer: print_every must be >= 0, got ",
+      o.print_every());
   TORCH_CHECK(
       o.lr_warmup() >= 0,
       "Trainer: lr_warmup must be >= 0, got ",
@@ -231,22 +266,22 @@ Trainer::Trainer(
         std::isfinite(o.lr()) && o.lr() > 0.0,
         "Trainer: lr must be > 0, got ",
         o.lr());
-    optimizer_ = std::make_shared<FlatAdam>(
-        module_->parameters(), FlatAdamOptions(o.lr()));
+    optimizer_ = std::make_shared<FlatAdamOptimizer>(std::make_shared<FlatAdam>(
+        module_->parameters(), FlatAdamOptions(o.lr())));
   }
-  flat_ = std::dynamic_pointer_cast<FlatAdam>(optimizer_);
-  if (flat_ && o.grad_clip() > 0) {
-    // Clipping fused into the optimizer step.
-    static_cast<FlatAdamOptions&>(flat_->param_groups().at(0).options())
-        .max_grad_norm(o.grad_clip());
+  if (o.grad_clip() > 0) {
+    // Clipping fused into the optimizer step where it can be.
+    optimizer_->fuse_grad_clip(o.grad_clip());
   }
-  for (auto& group : optimizer_->param_groups()) {
-    base_lr_.push_back(group.options().get_lr());
+  for (size_t i = 0; i < optimizer_->num_groups(); ++i) {
+    base_lr_.push_back(optimizer_->lr(i));
   }
   if (o.ema_decay() > 0.0) {
     ema_ = std::make_unique<EMA>(*module_, o.ema_decay(), o.ema_warmup());
   }
 }
+
+Trainer::~Trainer() = default;
 
 double Trainer::lr_factor(int64_t step) const {
   double f = 1.0;
@@ -338,13 +373,12 @@ void Trainer::save(const std::string& path) const {
     if (pg->is_main()) {
       extra.insert(extra.end(), ranks.begin(), ranks.end());
       save_checkpoint(
-          path, *module_, step_, optimizer_.get(), ema_.get(), true, extra);
+          path, *module_, step_, *optimizer_, ema_.get(), true, extra);
     }
     pg->barrier("the barrier after rank 0 wrote checkpoint '" + path + "'");
     return;
   }
-  save_checkpoint(
-      path, *module_, step_, optimizer_.get(), ema_.get(), true, extra);
+  save_checkpoint(path, *module_, step_, *optimizer_, ema_.get(), true, extra);
 }
 
 void Trainer::load(const std::string& path) {
@@ -369,8 +403,8 @@ void Trainer::load(const std::string& path) {
       extra.emplace_back(rank_key(pg->rank(), kRngCpu), torch::Tensor());
     }
   }
-  step_ = load_checkpoint(
-      path, *module_, optimizer_.get(), ema_.get(), true, &extra);
+  step_ =
+      load_checkpoint(path, *module_, *optimizer_, ema_.get(), true, &extra);
   for (size_t i = 0; i < states_.size(); ++i) {
     states_[i].load(extra[own ? base + i : i].second);
   }
@@ -442,198 +476,20 @@ TrainLogEntry Trainer::run() {
 
 TrainLogEntry Trainer::run_impl() {
   const auto& o = options_;
-  const std::string& ckpt = o.checkpoint_path();
   const auto& pg = o.process_group();
   const bool dp = pg && pg->world_size() > 1;
-  const bool main_rank = !pg || pg->is_main();
-  bool resumed = false;
-  int64_t last_ckpt = -1;
-  if (!ckpt.empty() && o.resume() && std::filesystem::exists(ckpt)) {
-    load(ckpt);  // throws on a damaged or mismatched file, leaving it alone
-    resumed = true;
-    last_ckpt = step_;
-  }
-  if (dp) {
-    sync_start();
-  }
-
-  std::ofstream csv;
-  if (!o.csv_path().empty() && main_rank) {
-    const bool append = resumed && std::filesystem::exists(o.csv_path());
-    csv.open(o.csv_path(), append ? std::ios::app : std::ios::trunc);
-    TORCH_CHECK(
-        csv.good(), "Trainer: cannot open the CSV log '", o.csv_path(), "'");
-    if (!append) {
-      csv << "step,loss,grad_norm,lr,it_per_s,elapsed_s\n" << std::flush;
-    }
-  }
-
-  const bool bar_on = main_rank && (o.progress() == ProgressMode::On ||
-                                    (o.progress() == ProgressMode::Auto &&
-                                     SBGM_ISATTY(SBGM_FILENO(stderr))));
-  ProgressBar bar(bar_on, o.steps());
-
-  module_->train();
   stop_signal_ = 0;
+  begin();
+  // Ends the run on the way out, by return or by exception.
+  struct RunScope {
+    std::unique_ptr<Run>* run;
+    ~RunScope() {
+      run->reset();
+    }
+  } scope{&run_};
   SignalScope signals(o.stop_on_signal());
-  const bool skip_bad = o.nonfinite() == NonFinitePolicy::Skip;
-  auto params = module_->parameters(/*recurse=*/true);
-  // The window's per-step losses and gradient norms, on their device: read
-  // back once per window, they name the first non-finite step.
-  std::vector<torch::Tensor> win_loss, win_gn;
-  std::vector<int64_t> win_steps;
-  const int64_t first_step = step_;
-  const auto t0 = Clock::now();
-  TrainLogEntry last{step_, std::nan(""), std::nan(""), 0.0, 0.0, 0.0};
-  double shown_loss = std::nan("");
-
-  auto current_lr = [&]() {
-    return optimizer_->param_groups().empty()
-               ? 0.0
-               : optimizer_->param_groups()[0].options().get_lr();
-  };
-  auto collect_grads = [&]() {
-    std::vector<torch::Tensor> grads;
-    for (auto& p : params) {
-      if (p.grad().defined()) {
-        grads.push_back(p.grad());
-      }
-    }
-    return grads;
-  };
-  auto stop_nonfinite = [&](int64_t bad_step, double value, bool is_loss) {
-    bar.finish();
-    std::ostringstream where;
-    if (last_ckpt >= 0) {
-      where << "the last good checkpoint is '" << ckpt << "' (step "
-            << last_ckpt << ")";
-    } else if (!ckpt.empty()) {
-      where << "no checkpoint had been written yet";
-    } else {
-      where << "no checkpoint path was set";
-    }
-    TORCH_CHECK(
-        false,
-        "Trainer: the ",
-        is_loss ? "loss" : "gradient norm",
-        " became non-finite (",
-        value,
-        ") at step ",
-        bad_step,
-        "; training stopped (NonFinitePolicy::Skip would skip such steps); ",
-        where.str());
-  };
-
-  // FlatAdam with max_grad_norm > 0 clips inside its step.
-  const bool fused = flat_ && static_cast<const FlatAdamOptions&>(
-                                  flat_->param_groups().at(0).options())
-                                      .max_grad_norm() > 0;
   while (step_ < o.steps()) {
-    if (o.lr_warmup() > 0 || o.lr_schedule() != LRSchedule::Constant) {
-      const double f = lr_factor(step_);
-      auto& groups = optimizer_->param_groups();
-      for (size_t i = 0; i < groups.size(); ++i) {
-        groups[i].options().set_lr(base_lr_[i] * f);
-      }
-    }
-    if (flat_) {
-      flat_->zero_flat_grad();
-    } else {
-      optimizer_->zero_grad();
-    }
-    auto loss = loss_(step_);
-    TORCH_CHECK(
-        loss.defined() && loss.numel() == 1,
-        "Trainer: the loss function must return a single-element tensor, got ",
-        loss.defined() ? detail::shape_str(loss) : std::string("(undefined)"),
-        " at step ",
-        step_);
-    if (o.loss_fn_computes_grads()) {
-      TORCH_CHECK(
-          !loss.requires_grad(),
-          "Trainer: loss_fn_computes_grads is set but the loss at step ",
-          step_,
-          " requires grad (return it detached, with the gradients already "
-          "accumulated)");
-    } else {
-      TORCH_CHECK(
-          loss.requires_grad(),
-          "Trainer: the loss at step ",
-          step_,
-          " does not require grad (is it built from the module's output?)");
-      loss.backward();
-    }
-    if (dp) {
-      // The ranks' mean gradient, before clipping: one all-reduce of the
-      // flat buffer, or buckets of the gradients.
-      const std::string what =
-          "the gradient all-reduce of step " + std::to_string(step_);
-      if (flat_) {
-        pg->allreduce_mean_(flat_->flat_grad(), what);
-      } else {
-        pg->allreduce_mean_bucketed_(collect_grads(), 25 << 20, what);
-      }
-    }
-
-    // Global gradient norm and clipping, all on the device; FlatAdam with
-    // max_grad_norm > 0 does both inside its step.
-    torch::Tensor gnorm;
-    bool skipped = false;
-    {
-      torch::NoGradGuard no_grad;
-      auto grads =
-          (!fused || skip_bad) ? collect_grads() : std::vector<torch::Tensor>();
-      if (!fused || skip_bad) {
-        gnorm = grads.empty()
-                    ? torch::zeros({}, loss.options().requires_grad(false))
-                    : grad_norm(grads);
-      }
-      if (skip_bad) {
-        // The one host sync of the step: is it safe to apply?
-        auto both = torch::stack(
-            {loss.detach().reshape({}).to(torch::kFloat),
-             gnorm.to(loss.device(), torch::kFloat)});
-        if (dp) {  // every rank skips the same steps
-          pg->allreduce_sum_(
-              both, "the non-finite check of step " + std::to_string(step_));
-        }
-        skipped = !torch::isfinite(both).all().item<bool>();
-        if (skipped) {
-          auto v = both.cpu();
-          ++skipped_;
-          bar.finish();
-          std::fprintf(
-              stderr,
-              "sbgm::Trainer: skipped step %lld: loss %g, gradient norm %g "
-              "(%lld skipped so far)\n",
-              static_cast<long long>(step_),
-              v[0].item<double>(),
-              v[1].item<double>(),
-              static_cast<long long>(skipped_));
-        }
-      }
-      if (!skipped && !fused && o.grad_clip() > 0 && !grads.empty()) {
-        auto coef = (o.grad_clip() / (gnorm + 1e-6)).clamp_max(1.0);
-        for (auto& g : grads) {
-          g.mul_(coef.to(g.scalar_type()));
-        }
-      }
-    }
-    if (!skipped) {
-      optimizer_->step();
-      if (fused) {
-        gnorm = flat_->last_grad_norm();
-      }
-      if (ema_) {
-        ema_->update(*module_);
-      }
-      torch::NoGradGuard no_grad;
-      win_loss.push_back(loss.detach().reshape({}).to(torch::kFloat).clone());
-      win_gn.push_back(gnorm.detach().to(loss.device(), torch::kFloat).clone());
-      win_steps.push_back(step_);
-    }
-    ++step_;
-
+    step();
     int caught = signals.caught();
     if (dp && o.stop_on_signal()) {
       // Every rank stops after the same step: the first signal any got.
@@ -644,68 +500,324 @@ TrainLogEntry Trainer::run_impl() {
         caught = caught != 0 ? caught : v;
       }
     }
-    const bool log_now =
-        step_ % o.log_every() == 0 || step_ == o.steps() || caught != 0;
-    const bool ckpt_now =
-        !ckpt.empty() &&
-        ((o.checkpoint_every() > 0 && step_ % o.checkpoint_every() == 0) ||
-         step_ == o.steps() || caught != 0);
-    const double elapsed = seconds_since(t0);
-    const double rate =
-        elapsed > 0 ? static_cast<double>(step_ - first_step) / elapsed : 0.0;
-    if (log_now || ckpt_now) {
-      // The one host sync of the window.
-      double mean_loss = std::nan(""), mean_gn = std::nan("");
-      if (!win_loss.empty()) {
-        auto losses = torch::stack(win_loss).to(torch::kCPU, torch::kDouble);
-        if (dp) {  // the ranks' mean loss
-          pg->allreduce_mean_(
-              losses, "the loss log of step " + std::to_string(step_));
-        }
-        auto gns = torch::stack(win_gn).to(torch::kCPU, torch::kDouble);
-        const double n = static_cast<double>(win_loss.size());
-        mean_loss = losses.sum().item<double>() / n;
-        mean_gn = gns.sum().item<double>() / n;
-        if (!std::isfinite(mean_loss) || !std::isfinite(mean_gn)) {
-          auto l = losses.accessor<double, 1>();
-          auto g = gns.accessor<double, 1>();
-          for (size_t i = 0; i < win_steps.size(); ++i) {
-            const auto k = static_cast<int64_t>(i);
-            if (!std::isfinite(l[k]) || !std::isfinite(g[k])) {
-              const bool is_loss = !std::isfinite(l[k]);
-              stop_nonfinite(win_steps[i], is_loss ? l[k] : g[k], is_loss);
-            }
-          }
-        }
-      }
-      if (log_now) {
-        last = {step_, mean_loss, mean_gn, current_lr(), rate, elapsed};
-        shown_loss = mean_loss;
-        if (csv.is_open()) {
-          csv << last.step << ',' << std::setprecision(8) << last.loss << ','
-              << last.grad_norm << ',' << last.lr << ',' << std::setprecision(6)
-              << last.it_per_s << ',' << last.elapsed_s << '\n'
-              << std::flush;
-        }
-        if (on_log_ && main_rank) {
-          on_log_(last);
-        }
-        win_loss.clear();
-        win_gn.clear();
-        win_steps.clear();
-      }
-      if (ckpt_now) {
-        save(ckpt);
-        last_ckpt = step_;
-      }
+    if (log_due() || caught != 0) {
+      log();
     }
-    bar.draw(step_, shown_loss, rate, log_now);
+    if (checkpoint_due() || (caught != 0 && !o.checkpoint_path().empty())) {
+      checkpoint();
+    }
     if (caught != 0) {
       stop_signal_ = caught;
       break;
     }
   }
-  bar.finish();
+  return end();
+}
+
+bool Trainer::begin() {
+  run_.reset();  // a run begun before ends here
+  const auto& o = options_;
+  const std::string& ckpt = o.checkpoint_path();
+  const auto& pg = o.process_group();
+  const bool main_rank = !pg || pg->is_main();
+  bool resumed = false;
+  if (!ckpt.empty() && o.resume() && std::filesystem::exists(ckpt)) {
+    load(ckpt);  // throws on a damaged or mismatched file, leaving it alone
+    resumed = true;
+  }
+  if (pg && pg->world_size() > 1) {
+    sync_start();
+  }
+  const bool bar_on = main_rank && (o.progress() == ProgressMode::On ||
+                                    (o.progress() == ProgressMode::Auto &&
+                                     SBGM_ISATTY(SBGM_FILENO(stderr))));
+  auto r = std::make_unique<Run>(bar_on, o.steps());
+  if (!o.csv_path().empty() && main_rank) {
+    const bool append = resumed && std::filesystem::exists(o.csv_path());
+    r->csv.open(o.csv_path(), append ? std::ios::app : std::ios::trunc);
+    TORCH_CHECK(
+        r->csv.good(), "Trainer: cannot open the CSV log '", o.csv_path(), "'");
+    if (!append) {
+      r->csv << "step,loss,grad_norm,lr,it_per_s,elapsed_s\n" << std::flush;
+    }
+  }
+  module_->train();
+  r->params = module_->parameters(/*recurse=*/true);
+  r->first_step = step_;
+  r->last_ckpt = resumed ? step_ : -1;
+  r->t0 = Clock::now();
+  r->last.step = step_;
+  r->fused = optimizer_->clips();
+  run_ = std::move(r);
+  return resumed;
+}
+
+Trainer::Run& Trainer::current(const char* where) {
+  TORCH_CHECK(
+      run_ != nullptr,
+      "Trainer::",
+      where,
+      ": no run has begun; call begin() first (it resumes from the "
+      "checkpoint and opens the log)");
+  return *run_;
+}
+
+namespace {
+
+std::vector<torch::Tensor> defined_grads(
+    const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) {
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+    }
+  }
+  return grads;
+}
+
+}  // namespace
+
+torch::Tensor Trainer::step() {
+  Run& r = current("step");
+  const auto& o = options_;
+  const auto& pg = o.process_group();
+  const bool dp = pg && pg->world_size() > 1;
+  const bool skip_bad = o.nonfinite() == NonFinitePolicy::Skip;
+  if (o.lr_warmup() > 0 || o.lr_schedule() != LRSchedule::Constant) {
+    const double f = lr_factor(step_);
+    for (size_t i = 0; i < base_lr_.size(); ++i) {
+      optimizer_->set_lr(i, base_lr_[i] * f);
+    }
+  }
+  optimizer_->zero_grad();
+  auto loss = loss_(step_);
+  TORCH_CHECK(
+      loss.defined() && loss.numel() == 1,
+      "Trainer: the loss function must return a single-element tensor, got ",
+      loss.defined() ? detail::shape_str(loss) : std::string("(undefined)"),
+      " at step ",
+      step_);
+  if (o.loss_fn_computes_grads()) {
+    TORCH_CHECK(
+        !loss.requires_grad(),
+        "Trainer: loss_fn_computes_grads is set but the loss at step ",
+        step_,
+        " requires grad (return it detached, with the gradients already "
+        "accumulated)");
+  } else {
+    TORCH_CHECK(
+        loss.requires_grad(),
+        "Trainer: the loss at step ",
+        step_,
+        " does not require grad (is it built from the module's output?)");
+    loss.backward();
+  }
+  if (dp) {
+    // The ranks' mean gradient, before clipping: one all-reduce of the
+    // optimizer's flat buffer, or buckets of the gradients.
+    const std::string what =
+        "the gradient all-reduce of step " + std::to_string(step_);
+    auto flat = optimizer_->flat_grad();
+    if (flat.defined()) {
+      pg->allreduce_mean_(flat, what);
+    } else {
+      pg->allreduce_mean_bucketed_(defined_grads(r.params), 25 << 20, what);
+    }
+  }
+
+  // Global gradient norm and clipping, all on the device; an optimizer that
+  // clips itself does both inside its step.
+  const bool fused = r.fused;
+  torch::Tensor gnorm;
+  bool skipped = false;
+  {
+    torch::NoGradGuard no_grad;
+    auto grads = (!fused || skip_bad) ? defined_grads(r.params)
+                                      : std::vector<torch::Tensor>();
+    if (!fused || skip_bad) {
+      gnorm = grads.empty()
+                  ? torch::zeros({}, loss.options().requires_grad(false))
+                  : grad_norm(grads);
+    }
+    if (skip_bad) {
+      // The one host sync of the step: is it safe to apply?
+      auto both = torch::stack(
+          {loss.detach().reshape({}).to(torch::kFloat),
+           gnorm.to(loss.device(), torch::kFloat)});
+      if (dp) {  // every rank skips the same steps
+        pg->allreduce_sum_(
+            both, "the non-finite check of step " + std::to_string(step_));
+      }
+      skipped = !torch::isfinite(both).all().item<bool>();
+      if (skipped) {
+        auto v = both.cpu();
+        ++skipped_;
+        r.bar.finish();
+        std::fprintf(
+            stderr,
+            "sbgm::Trainer: skipped step %lld: loss %g, gradient norm %g "
+            "(%lld skipped so far)\n",
+            static_cast<long long>(step_),
+            v[0].item<double>(),
+            v[1].item<double>(),
+            static_cast<long long>(skipped_));
+      }
+    }
+    if (!skipped && !fused && o.grad_clip() > 0 && !grads.empty()) {
+      auto coef = (o.grad_clip() / (gnorm + 1e-6)).clamp_max(1.0);
+      for (auto& g : grads) {
+        g.mul_(coef.to(g.scalar_type()));
+      }
+    }
+  }
+  if (!skipped) {
+    optimizer_->step();
+    if (fused) {
+      gnorm = optimizer_->last_grad_norm();
+    }
+    if (ema_) {
+      ema_->update(*module_);
+    }
+    torch::NoGradGuard no_grad;
+    r.win_loss.push_back(loss.detach().reshape({}).to(torch::kFloat).clone());
+    r.win_gn.push_back(gnorm.detach().to(loss.device(), torch::kFloat).clone());
+    r.win_steps.push_back(step_);
+  }
+  ++step_;
+  const double elapsed = seconds_since(r.t0);
+  const double rate =
+      elapsed > 0 ? static_cast<double>(step_ - r.first_step) / elapsed : 0.0;
+  r.bar.draw(step_, r.shown_loss, rate, false);
+  return loss.detach();
+}
+
+bool Trainer::log_due() const {
+  const auto& o = options_;
+  return step_ > 0 && (step_ % o.log_every() == 0 || step_ == o.steps());
+}
+
+bool Trainer::checkpoint_due() const {
+  const auto& o = options_;
+  return step_ > 0 && !o.checkpoint_path().empty() &&
+         ((o.checkpoint_every() > 0 && step_ % o.checkpoint_every() == 0) ||
+          step_ == o.steps());
+}
+
+void Trainer::stop_nonfinite(
+    Run& r, int64_t bad_step, double value, bool is_loss) {
+  r.bar.finish();
+  const std::string& ckpt = options_.checkpoint_path();
+  std::ostringstream where;
+  if (r.last_ckpt >= 0) {
+    where << "the last good checkpoint is '" << ckpt << "' (step "
+          << r.last_ckpt << ")";
+  } else if (!ckpt.empty()) {
+    where << "no checkpoint had been written yet";
+  } else {
+    where << "no checkpoint path was set";
+  }
+  TORCH_CHECK(
+      false,
+      "Trainer: the ",
+      is_loss ? "loss" : "gradient norm",
+      " became non-finite (",
+      value,
+      ") at step ",
+      bad_step,
+      "; training stopped (NonFinitePolicy::Skip would skip such steps); ",
+      where.str());
+}
+
+Trainer::Window Trainer::read_window(Run& r) {
+  Window w{std::nan(""), std::nan("")};
+  if (r.win_loss.empty()) {
+    return w;
+  }
+  const auto& pg = options_.process_group();
+  // The one host sync of the window.
+  auto losses = torch::stack(r.win_loss).to(torch::kCPU, torch::kDouble);
+  if (pg && pg->world_size() > 1) {  // the ranks' mean loss
+    pg->allreduce_mean_(
+        losses, "the loss log of step " + std::to_string(step_));
+  }
+  auto gns = torch::stack(r.win_gn).to(torch::kCPU, torch::kDouble);
+  const double n = static_cast<double>(r.win_loss.size());
+  w.loss = losses.sum().item<double>() / n;
+  w.grad_norm = gns.sum().item<double>() / n;
+  if (!std::isfinite(w.loss) || !std::isfinite(w.grad_norm)) {
+    auto l = losses.accessor<double, 1>();
+    auto g = gns.accessor<double, 1>();
+    for (size_t i = 0; i < r.win_steps.size(); ++i) {
+      const auto k = static_cast<int64_t>(i);
+      if (!std::isfinite(l[k]) || !std::isfinite(g[k])) {
+        const bool is_loss = !std::isfinite(l[k]);
+        stop_nonfinite(r, r.win_steps[i], is_loss ? l[k] : g[k], is_loss);
+      }
+    }
+  }
+  return w;
+}
+
+TrainLogEntry Trainer::log() {
+  Run& r = current("log");
+  const auto& pg = options_.process_group();
+  const bool main_rank = !pg || pg->is_main();
+  const double elapsed = seconds_since(r.t0);
+  const double rate =
+      elapsed > 0 ? static_cast<double>(step_ - r.first_step) / elapsed : 0.0;
+  const Window w = read_window(r);
+  const double lr = optimizer_->num_groups() == 0 ? 0.0 : optimizer_->lr(0);
+  r.last = {step_, w.loss, w.grad_norm, lr, rate, elapsed};
+  r.shown_loss = w.loss;
+  if (r.csv.is_open()) {
+    const auto& e = r.last;
+    r.csv << e.step << ',' << std::setprecision(8) << e.loss << ','
+          << e.grad_norm << ',' << e.lr << ',' << std::setprecision(6)
+          << e.it_per_s << ',' << e.elapsed_s << '\n'
+          << std::flush;
+  }
+  if (on_log_ && main_rank) {
+    on_log_(r.last);
+  }
+  const int64_t every = options_.print_every();
+  if (every > 0 && main_rank &&
+      (step_ % every == 0 || step_ == options_.steps())) {
+    r.bar.finish();
+    std::printf(
+        "step %6lld  loss %.4f  %.1f it/s  %.0f s\n",
+        static_cast<long long>(step_),
+        r.last.loss,
+        r.last.it_per_s,
+        r.last.elapsed_s);
+    std::fflush(stdout);
+  }
+  r.win_loss.clear();
+  r.win_gn.clear();
+  r.win_steps.clear();
+  r.bar.draw(step_, r.shown_loss, rate, true);
+  return r.last;
+}
+
+void Trainer::checkpoint() {
+  Run& r = current("checkpoint");
+  const std::string& ckpt = options_.checkpoint_path();
+  TORCH_CHECK(
+      !ckpt.empty(),
+      "Trainer::checkpoint: options.checkpoint_path is empty (set it, or "
+      "call save(path))");
+  // A non-finite step since the last log leaves the last good file alone.
+  read_window(r);
+  save(ckpt);
+  r.last_ckpt = step_;
+}
+
+TrainLogEntry Trainer::end() {
+  TrainLogEntry last{step_, std::nan(""), std::nan(""), 0.0, 0.0, 0.0};
+  if (run_) {
+    last = run_->last;
+    run_->bar.finish();
+    run_.reset();
+  }
   return last;
 }
 

@@ -34,16 +34,28 @@ def check_cpp(model_path, x_path, t_path, out_path):
     n = int.from_bytes(raw[:8], "little")
     crc = "%08x" % (zlib.crc32(raw[8 + n:]) & 0xFFFFFFFF)
     assert crc == meta["data_crc32"], (crc, meta["data_crc32"])
+    # header_crc32 (format version 2, model_file.h): every other metadata
+    # entry and the tensor table, as compact JSON with sorted keys.
+    header = json.loads(raw[8:8 + n])
+    rest = {k: v for k, v in header["__metadata__"].items() if k != "header_crc32"}
+    dtypes = {"F32": "Float", "F64": "Double", "I64": "Long"}
+    table = [[k, dtypes[v["dtype"]], v["shape"]] for k, v in
+             sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                    key=lambda kv: kv[1]["data_offsets"][0])]
+    text = json.dumps({"metadata": rest, "tensors": table}, separators=(",", ":"),
+                      sort_keys=True, ensure_ascii=False)
+    hcrc = "%08x" % (zlib.crc32(text.encode()) & 0xFFFFFFFF)
+    assert hcrc == meta["header_crc32"], (hcrc, meta["header_crc32"])
     cfg = json.loads(meta["config"])
     net = cfg["network"]
-    if net["kind"] == "mlp":
+    if net["name"] == "mlp":
         assert net["embedding"] == "learned" and net["activation"] == "relu", net
         model = peer.MLP(net["input_dim"], net["hidden"], net["depth"], net["num_timesteps"])
     else:  # peer.UNet: one block per level, no level attention, VE sigma = 25
-        assert net["kind"] == "unet" and net["num_res_blocks"] == 1, net
+        assert net["name"] == "unet" and net["num_res_blocks"] == 1, net
         assert net["groups"] == 8 and not net["attention_levels"], net
         assert net["mid_attention"] and net["time_embedding"] == "fourier", net
-        assert net["divide_by_sigma"] and cfg["process"] == {"kind": "ve", "sigma": peer.SIGMA}
+        assert net["divide_by_sigma"] and cfg["process"] == {"name": "ve", "sigma": peer.SIGMA}
         model = peer.UNet(net["in_channels"], tuple(net["channels"]), net["time_dim"])
     sampling = {k: v for k, v in tensors.items() if not k.startswith("raw.")}
     model.load_state_dict(sampling, strict=True)
@@ -53,7 +65,7 @@ def check_cpp(model_path, x_path, t_path, out_path):
     with torch.no_grad():
         y = model(x, t)
     diff = (y - ref).abs().max().item()
-    print(f"PyTorch loaded {len(sampling)} tensors of a {net['kind']}; "
+    print(f"PyTorch loaded {len(sampling)} tensors of a {net['name']}; "
           f"max |pytorch - sbgm| = {diff:.3g} on {x.shape[0]} inputs")
     return 0 if diff <= TOL else 1
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "sbgm/nets/embedding.h"
+#include "sbgm/network.h"
 
 namespace sbgm {
 
@@ -41,7 +42,7 @@ torch::Tensor apply_activation(Activation a, const torch::Tensor& x);
 /// size `embedding_dim` is shared and e_l(t) = P_l E(t) + c_l with a learned
 /// linear map P_l per layer.
 ///
-/// The seed's swiss-roll network is the default with num_timesteps(150):
+/// The swiss-roll example's network is the default with num_timesteps(150):
 /// `MLP net(MLPOptions(2).num_timesteps(150));` (64 units, 3 layers, one
 /// learned per-step embedding added after each layer).
 struct MLPOptions {
@@ -113,5 +114,14 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   torch::nn::ModuleList class_embeddings{nullptr};
 };
 TORCH_MODULE(MLP);
+
+/// The options as a config, {"name": "mlp", "input_dim": ..., ...}.
+Config to_config(const MLPOptions& options);
+/// Options from to_config's config; missing options take their defaults
+/// ("input_dim" is required).
+MLPOptions mlp_options_from_config(const Config& config);
+/// The MLP as a registered network ("mlp"): saved, loaded and sampled by
+/// name. Its samples have shape [input_dim].
+Network to_network(const MLP& net);
 
 }  // namespace sbgm

@@ -4,7 +4,7 @@
 /// A fast training step for the 2-D MLP: the eps-prediction loss and its
 /// gradients computed by hand, without an autograd graph.
 ///
-/// For small networks (the seed's swiss-roll MLP does about 6.5 MFLOP per
+/// For small networks (the swiss-roll example's MLP does about 6.5 MFLOP per
 /// training step at batch 128), a LibTorch step is dominated by per-operator
 /// overhead: the autograd graph, ~40 small kernels forward and backward, and
 /// a temporary for each. This class computes the same loss and gradients as

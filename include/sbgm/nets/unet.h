@@ -21,6 +21,7 @@
 /// with `marginal_std` set to the VE SDE's sigma_t.
 
 #include <sbgm/nets/embedding.h>
+#include <sbgm/network.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
@@ -248,5 +249,17 @@ class UNetImpl : public torch::nn::Module {
   UNetAttention mid_attn_{nullptr};
 };
 TORCH_MODULE(UNet);
+
+/// The options as a config, {"name": "unet", "in_channels": ..., ...};
+/// a set marginal_std is stored as "divide_by_sigma": true (the process's
+/// sigma(t), the only one a config can name).
+Config to_config(const UNetOptions& options);
+/// Options from to_config's config, without marginal_std (see
+/// Network::bind_process); missing options take their defaults
+/// ("in_channels" is required).
+UNetOptions unet_options_from_config(const Config& config);
+/// The UNet as a registered network ("unet"); its samples have shape
+/// [in_channels, H, W], which must be given.
+Network to_network(const UNet& net);
 
 }  // namespace sbgm

@@ -26,8 +26,11 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <tuple>
 #include <vector>
+
+#include "sbgm/optim/optimizer.h"
 
 namespace sbgm {
 
@@ -100,6 +103,36 @@ class FlatAdam : public torch::optim::Optimizer {
   std::vector<Slot> slots_;
   torch::Tensor flat_, flat_grad_, exp_avg_, exp_avg_sq_, last_norm_;
   int64_t step_ = 0;
+};
+
+/// The sbgm::Optimizer of a FlatAdam, with both optional capabilities: one
+/// flat gradient buffer (one all-reduce in data-parallel training) and
+/// clipping fused into the step (FlatAdamOptions::max_grad_norm).
+///
+/// Example: `sbgm::Trainer trainer(net, loss_fn, sbgm::TrainerOptions(100),
+/// std::make_shared<sbgm::FlatAdamOptimizer>(std::make_shared<sbgm::FlatAdam>(
+/// net->parameters())));`
+class FlatAdamOptimizer : public TorchOptimizer {
+ public:
+  /// Wraps `adam` (shared: the caller may keep using it; not null).
+  explicit FlatAdamOptimizer(std::shared_ptr<FlatAdam> adam);
+
+  /// Zeroes the flat gradient buffer (one kernel).
+  void zero_grad() override;
+  /// FlatAdam::flat_grad().
+  torch::Tensor flat_grad() override;
+  /// Sets FlatAdamOptions::max_grad_norm to `max_norm` (> 0); returns true.
+  bool fuse_grad_clip(double max_norm) override;
+  /// max_grad_norm > 0.
+  bool clips() const override;
+  torch::Tensor last_grad_norm() const override;
+  /// The wrapped FlatAdam.
+  FlatAdam& adam() {
+    return *adam_;
+  }
+
+ private:
+  std::shared_ptr<FlatAdam> adam_;
 };
 
 }  // namespace sbgm

@@ -22,6 +22,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "sbgm/model.h"
+#include "sbgm/registry.h"
 #include "sbgm/samplers/common.h"
 #include "sbgm/samplers/updates.h"
 
@@ -305,12 +307,22 @@ class EulerMaruyamaSampler : public StepSampler {
 
 // ---- by name ----------------------------------------------------------------
 
-/// Every sampler's settings in one flat struct, for choosing a sampler by
-/// name (command lines, configuration files). Fields that a sampler does
-/// not use are ignored.
+/// What all samplers share, for choosing one by name (command lines,
+/// configuration files), plus the chosen sampler's own options as a JSON
+/// object (`set` or `options`; each sampler reads its own fields, and a
+/// field it does not know is an error that names the allowed ones).
+///
+/// The fields by sampler (defaults as in its options struct):
+/// ddpm: variance ("beta", "posterior"), clip_x0, clip_range (clip_range
+/// alone turns clipping on); ddim: eta, clip_x0, clip_range; euler_maruyama
+/// (em): none; pc: predictor ("reverse_diffusion", "euler_maruyama"),
+/// corrector_steps, snr; ode, ode_euler, dopri5: rtol, atol, max_steps;
+/// euler, heun: s_churn, s_tmin, s_tmax, s_noise; euler_ancestral: eta,
+/// s_noise; dpmpp_2m, dpmpp_3m, dpmpp_2m_sde: lower_order_final; unipc:
+/// order (1, 2 or 3), lower_order_final.
 ///
 /// Example:
-/// `SampleOptions().sampler("ddim").grid("trailing").steps(10).eta(0.5)`
+/// `SampleOptions().sampler("ddim").grid("trailing").steps(10).set("eta", 0.5)`
 struct SampleOptions {
   /// A name of sampler_names(). Default: "default" (dpmpp_2m).
   TORCH_ARG(std::string, sampler) = "default";
@@ -323,31 +335,61 @@ struct SampleOptions {
   TORCH_ARG(std::optional<TimeGrid>, time_grid) = std::nullopt;
   /// Karras' rho for grid "karras". Default: 7.
   TORCH_ARG(double, rho) = 7.0;
-  /// ddim and euler_ancestral: eta. Default: unset (0 for ddim, 1 for
-  /// euler_ancestral).
-  TORCH_ARG(std::optional<double>, eta) = std::nullopt;
-  /// ddpm: the variance. Default: Beta.
-  TORCH_ARG(DDPMVariance, variance) = DDPMVariance::Beta;
-  /// ddpm, ddim: clip x0 to [-clip_range, clip_range]. Default: off (0).
-  TORCH_ARG(double, clip_range) = 0.0;
-  /// pc: Langevin steps per step and their snr. Defaults: 1, 0.16.
-  TORCH_ARG(int64_t, corrector_steps) = 1;
-  TORCH_ARG(double, snr) = 0.16;
-  /// dopri5: tolerances. Defaults: 1e-5.
-  TORCH_ARG(double, rtol) = 1e-5;
-  TORCH_ARG(double, atol) = 1e-5;
-  /// heun, euler: EDM's churn. Defaults: 0, 0, inf, 1.
-  TORCH_ARG(double, s_churn) = 0.0;
-  TORCH_ARG(double, s_tmin) = 0.0;
-  TORCH_ARG(double, s_tmax) = std::numeric_limits<double>::infinity();
-  TORCH_ARG(double, s_noise) = 1.0;
   TORCH_ARG(CommonOptions, common) = {};
+
+ public:
+  /// The sampler's own options (a JSON object; null for none).
+  /// Default: null.
+  SampleOptions& options(const Config& config);
+  const Config& options() const;
+  /// Sets one field of options().
+  SampleOptions& set(const std::string& key, double value);
+  SampleOptions& set(const std::string& key, int value);
+  SampleOptions& set(const std::string& key, int64_t value);
+  SampleOptions& set(const std::string& key, bool value);
+  SampleOptions& set(const std::string& key, const char* value);
+  SampleOptions& set(const std::string& key, const std::string& value);
+
+ private:
+  std::shared_ptr<const Config> options_;  // copy on write
 };
 
-/// The sampler names `sample` knows: ddpm, ddim, euler_maruyama (or em),
-/// pc, ode (Heun on the probability-flow ODE in t), ode_euler, dopri5,
-/// euler, heun (EDM), euler_ancestral, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde;
-/// "default" is dpmpp_2m.
+/// A sampler as the registry builds it from its options: run it on
+/// (model, process, shape) with a grid and the shared options.
+struct Sampler {
+  /// What runs the sampler: the grid is the one SampleOptions chose (or the
+  /// default GridSpec, leaving the choice to the sampler).
+  using RunFn = std::function<SampleResult(
+      const Model& model,
+      const NoiseProcess& process,
+      torch::IntArrayRef shape,
+      const GridSpec& grid,
+      const CommonOptions& common)>;
+  /// Runs the sampler with the options it was built from.
+  RunFn run;
+  /// The step count of a grid chosen by name when SampleOptions::steps is
+  /// 0 (a default grid with no steps is left to the sampler itself).
+  std::function<int64_t(const NoiseProcess&)> default_steps;
+};
+
+/// The samplers by name: each built-in registers itself with its default
+/// step count, and a sampler of your own registers the same way, after
+/// which `sample()` runs it by name with its options from
+/// SampleOptions::options().
+///
+/// Example:
+/// ```
+/// sbgm::samplers::sampler_registry().add("mine", [](const sbgm::Config& c) {
+///   return sbgm::samplers::Sampler{my_run, [](const auto&) { return 20; }};
+/// });
+/// ```
+Registry<Sampler>& sampler_registry();
+
+/// The sampler names `sample` knows (sampler_registry().names(), sorted):
+/// the built-ins ddpm, ddim, euler_maruyama (or em), pc, ode (Heun on the
+/// probability-flow ODE in t), ode_euler, dopri5, euler, heun (EDM),
+/// euler_ancestral, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc; "default" is
+/// dpmpp_2m.
 std::vector<std::string> sampler_names();
 
 /// Runs the named sampler; an unknown sampler or grid name is an error that

@@ -243,6 +243,8 @@ T edm_churn(
 /// Heun's correction (EDM Alg. 2, lines 9-11): from x^ at `hat` (denoised
 /// D^) and the Euler prediction x' at `to` (denoised D'), x~ <- x~^ + (s~_to
 /// - s^) (d + d') / 2 with d = (x~^ - D^) / s^, d' = (x~' - D') / s~_to.
+/// Into the data (s~_to = 0, where d' is undefined) the Euler step x'
+/// itself.
 template <class T>
 T heun_correct(
     const T& x_hat,
@@ -251,6 +253,9 @@ T heun_correct(
     const T& x0_pred,
     const ProcessPoint& hat,
     const ProcessPoint& to) {
+  if (to.is_data()) {
+    return x_pred;
+  }
   const double sh = hat.scaled_sigma(), st = to.scaled_sigma();
   const T xh = x_hat * (1.0 / hat.alpha);
   const T d = (xh - x0_hat) * (1.0 / sh);
@@ -277,7 +282,7 @@ T dpmpp_1(
 }
 
 /// DPM-Solver++(2M) (Alg. 2): x_to = (s_to / s) x - a_to (e^-h - 1) (m0 +
-/// (m0 - m1) / (2 r0)).
+/// (m0 - m1) / (2 r0)). Into the data (h = inf) the first-order step: m0.
 template <class T>
 T dpmpp_2m(
     const T& x,
@@ -286,6 +291,9 @@ T dpmpp_2m(
     const ProcessPoint& prev,
     const ProcessPoint& from,
     const ProcessPoint& to) {
+  if (to.is_data()) {
+    return m0;
+  }
   const double h = to.lambda() - from.lambda();
   const double r0 = (from.lambda() - prev.lambda()) / h;
   const double e = std::expm1(-h);
@@ -304,7 +312,8 @@ T dpmpp_2m(
 /// a data prediction quadratic in lambda is followed exactly. (The
 /// reference implementation, diffusers and k-diffusion take D2 without the
 /// factor 2, which halves the second-derivative term and leaves the method
-/// second order; see the solver tests.)
+/// second order; see the solver tests.) Into the data (h = inf) the
+/// first-order step: m0.
 template <class T>
 T dpmpp_3m(
     const T& x,
@@ -315,6 +324,9 @@ T dpmpp_3m(
     const ProcessPoint& prev,
     const ProcessPoint& from,
     const ProcessPoint& to) {
+  if (to.is_data()) {
+    return m0;
+  }
   const double h = to.lambda() - from.lambda();
   const double r0 = (from.lambda() - prev.lambda()) / h;
   const double r1 = (prev.lambda() - prev2.lambda()) / h;
@@ -349,7 +361,8 @@ T dpmpp_1_sde(
 }
 
 /// SDE-DPM-Solver++(2M) (diffusers' midpoint form): the first-order step
-/// plus a_to (1 - e^-2h) (m0 - m1) / (2 r0).
+/// plus a_to (1 - e^-2h) (m0 - m1) / (2 r0). Into the data (h = inf) the
+/// first-order step: m0 (no noise).
 template <class T>
 T dpmpp_2m_sde(
     const T& x,
@@ -359,6 +372,9 @@ T dpmpp_2m_sde(
     const ProcessPoint& prev,
     const ProcessPoint& from,
     const ProcessPoint& to) {
+  if (to.is_data()) {
+    return m0;
+  }
   const double h = to.lambda() - from.lambda();
   const double r0 = (from.lambda() - prev.lambda()) / h;
   const double k = -std::expm1(-2.0 * h);

@@ -23,6 +23,7 @@
 namespace sbgm {
 
 class EMA;
+class Optimizer;
 
 /// Format version written by save_checkpoint.
 constexpr int64_t kCheckpointVersion = 1;
@@ -68,6 +69,18 @@ void save_checkpoint(
     bool save_rng = true,
     const ExtraState& extra = {});
 
+/// save_checkpoint with an sbgm::Optimizer (sbgm/optim/optimizer.h): its
+/// save() writes the optimizer's state (for a TorchOptimizer the same bytes
+/// as the overload above).
+void save_checkpoint(
+    const std::string& path,
+    const torch::nn::Module& module,
+    int64_t step,
+    const Optimizer& optimizer,
+    const EMA* ema = nullptr,
+    bool save_rng = true,
+    const ExtraState& extra = {});
+
 /// Reads the header of a checkpoint; throws if it is not a readable sbgm
 /// checkpoint.
 CheckpointInfo read_checkpoint_info(const std::string& path);
@@ -88,6 +101,16 @@ int64_t load_checkpoint(
     const std::string& path,
     torch::nn::Module& module,
     torch::optim::Optimizer* optimizer = nullptr,
+    EMA* ema = nullptr,
+    bool restore_rng = true,
+    ExtraState* extra = nullptr);
+
+/// load_checkpoint into an sbgm::Optimizer (sbgm/optim/optimizer.h), whose
+/// load() reads back what its save() wrote.
+int64_t load_checkpoint(
+    const std::string& path,
+    torch::nn::Module& module,
+    Optimizer& optimizer,
     EMA* ema = nullptr,
     bool restore_rng = true,
     ExtraState* extra = nullptr);

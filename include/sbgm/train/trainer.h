@@ -19,11 +19,10 @@
 #include <vector>
 
 #include "sbgm/distributed.h"
+#include "sbgm/optim/optimizer.h"
 #include "sbgm/train/ema.h"
 
 namespace sbgm {
-
-class FlatAdam;
 
 /// When to draw the progress bar.
 enum class ProgressMode {
@@ -71,9 +70,9 @@ struct TrainerOptions {
   /// flat buffer; used only when no optimizer is given). Default: 1e-3.
   TORCH_ARG(double, lr) = 1e-3;
   /// Clip the global L2 norm of the gradients to this value (computed on
-  /// the device, no host sync); <= 0 disables. With a FlatAdam optimizer
-  /// the trainer sets its max_grad_norm to this value (> 0 only) and the
-  /// clipping is fused into the optimizer step. Default: 1.0.
+  /// the device, no host sync); <= 0 disables. An optimizer that can fuse
+  /// the clipping into its step (Optimizer::fuse_grad_clip, e.g. FlatAdam)
+  /// is handed this value (> 0 only) and clips itself. Default: 1.0.
   TORCH_ARG(double, grad_clip) = 1.0;
   /// Linear learning-rate warm-up: lr * min(1, (step + 1) / lr_warmup)
   /// on every parameter group; 0 disables. Default: 0.
@@ -102,6 +101,11 @@ struct TrainerOptions {
   /// grad() itself (e.g. with FusedMLPStep) and returns a loss that does not
   /// require grad; the trainer then does not call backward(). Default: false.
   TORCH_ARG(bool, loss_fn_computes_grads) = false;
+  /// Print "step N  loss L  R it/s  S s" to stdout at each log entry whose
+  /// step is a multiple of this, and at the last step (rank 0 only; a
+  /// record that stays in a log file, unlike the progress bar); 0: never.
+  /// Default: 0.
+  TORCH_ARG(int64_t, print_every) = 0;
   /// Progress bar on stderr: step, loss, it/s, time left. Default: Auto.
   TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
   /// See NonFinitePolicy. Default: Stop.
@@ -118,7 +122,8 @@ struct TrainerOptions {
   /// runs the same options; rank 0's parameters and buffers are broadcast
   /// at the start of run() (after a resume too); gradients are averaged
   /// over the ranks before clipping and the optimizer step (one all-reduce
-  /// of FlatAdam's flat gradient buffer, else buckets of 25 MiB); logged
+  /// of Optimizer::flat_grad() where the optimizer has one, as FlatAdam
+  /// does, else buckets of 25 MiB); logged
   /// losses are the ranks' mean. Only rank 0 draws the progress bar, writes
   /// the CSV, calls on_log and writes checkpoints (after gathering every
   /// rank's generators and add_state states, so that each rank resumes its
@@ -150,6 +155,28 @@ using LossFn = std::function<torch::Tensor(int64_t step)>;
 /// checkpoint; if it is not finite there, run() throws a c10::Error naming
 /// the step window and the last good checkpoint, which is left untouched.
 ///
+/// run() is begin(), then step() until options.steps, with log() and
+/// checkpoint() when they are due, then end(). The pieces are public, so a
+/// program can write the loop out and do what it likes between steps; this
+/// loop trains exactly as run() does (bit for bit, resume included):
+/// ```
+/// trainer.begin();  // resumes from the checkpoint when there is one
+/// while (trainer.step_count() < trainer.options().steps()) {
+///   trainer.step();
+///   if (trainer.log_due()) {
+///     trainer.log();
+///   }
+///   if (trainer.checkpoint_due()) {
+///     trainer.checkpoint();
+///   }
+/// }
+/// trainer.end();
+/// ```
+/// (run() also stops on a signal when options.stop_on_signal is set.)
+///
+/// The optimizer is any sbgm::Optimizer (sbgm/optim/optimizer.h); a
+/// torch::optim::Optimizer is wrapped by make_optimizer().
+///
 /// Checkpoints hold the model, optimizer, EMA, step, the global default
 /// generators and every state given to add_state / add_generator: a run of
 /// N steps equals, bit for bit on the CPU, one of N/2 steps resumed to N,
@@ -157,12 +184,20 @@ using LossFn = std::function<torch::Tensor(int64_t step)>;
 class Trainer {
  public:
   /// Trains `module` with `optimizer` (shared; null: FlatAdam(lr) on the
-  /// module's parameters; build the module on its device first).
+  /// module's parameters; build the module on its device first). A torch
+  /// optimizer goes through make_optimizer(): a FlatAdam keeps its flat
+  /// all-reduce and fused clipping.
   Trainer(
       std::shared_ptr<torch::nn::Module> module,
       LossFn loss,
       TrainerOptions options,
       std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr);
+  /// Trains `module` with any sbgm::Optimizer (not null).
+  Trainer(
+      std::shared_ptr<torch::nn::Module> module,
+      LossFn loss,
+      TrainerOptions options,
+      std::shared_ptr<Optimizer> optimizer);
   /// The same for a module holder (e.g. sbgm::MLP).
   template <class Impl>
   Trainer(
@@ -175,10 +210,62 @@ class Trainer {
             std::move(loss),
             std::move(options),
             std::move(optimizer)) {}
+  /// The same for a module holder and an sbgm::Optimizer.
+  template <class Impl>
+  Trainer(
+      const torch::nn::ModuleHolder<Impl>& module,
+      LossFn loss,
+      TrainerOptions options,
+      std::shared_ptr<Optimizer> optimizer)
+      : Trainer(
+            std::static_pointer_cast<torch::nn::Module>(module.ptr()),
+            std::move(loss),
+            std::move(options),
+            std::move(optimizer)) {}
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   /// Resumes from the checkpoint when asked and present, then trains until
   /// options.steps; saves the final checkpoint. Returns the last log entry.
   TrainLogEntry run();
+
+  /// Starts a run (the first thing run() does): resumes from
+  /// options.checkpoint_path when options.resume is set and the file exists,
+  /// agrees on the start with the other ranks (data-parallel), opens the CSV
+  /// log (appending to it after a resume), puts the module in training mode
+  /// and starts the clock of it/s. Returns true when it resumed. Calling it
+  /// again starts a new run (from the checkpoint, when there is one).
+  bool begin();
+  /// One optimizer step (needs begin()): lr warm-up and schedule, zero_grad,
+  /// loss = loss_fn(step_count()), backward, the gradient all-reduce
+  /// (data-parallel), the global gradient norm and clipping, the optimizer
+  /// step and the EMA update; then step_count() grows by one. Returns the
+  /// loss, detached, on its device (reading it is a host sync, which step()
+  /// itself avoids unless options.nonfinite is Skip). A step skipped under
+  /// NonFinitePolicy::Skip updates nothing but still counts.
+  torch::Tensor step();
+  /// Logs the steps since the last log() (needs begin()): reads their mean
+  /// loss and gradient norm back (one host sync; data-parallel: the ranks'
+  /// mean, so every rank must call it), throws under NonFinitePolicy::Stop
+  /// when one was not finite, writes the CSV row, calls on_log and redraws
+  /// the progress bar. Returns the entry.
+  TrainLogEntry log();
+  /// Writes the checkpoint to options.checkpoint_path (needs begin() and
+  /// the path), after checking that the steps since the last log() were
+  /// finite (else it throws as log() does and the file stays as it was).
+  /// Data-parallel: every rank calls it (see save()).
+  void checkpoint();
+  /// Ends the run begun by begin(): finishes the progress bar's line and
+  /// closes the CSV log. Returns the last log entry.
+  TrainLogEntry end();
+  /// True when run() logs after the current step: every options.log_every
+  /// steps and at options.steps.
+  bool log_due() const;
+  /// True when run() checkpoints after the current step: with a
+  /// checkpoint_path, every options.checkpoint_every steps (when > 0) and
+  /// at options.steps.
+  bool checkpoint_due() const;
 
   /// Saves `save()` under `name` in every checkpoint and hands the saved
   /// tensor to `load` when run() resumes (e.g. a data sampler's epoch and
@@ -198,7 +285,7 @@ class Trainer {
   }
 
   /// Steps taken so far (restored by resume).
-  int64_t step() const {
+  int64_t step_count() const {
     return step_;
   }
   const TrainerOptions& options() const {
@@ -207,7 +294,9 @@ class Trainer {
   torch::nn::Module& module() {
     return *module_;
   }
-  torch::optim::Optimizer& optimizer() {
+  /// The optimizer (optimizer().torch_optimizer() is the torch optimizer
+  /// underneath, when there is one).
+  Optimizer& optimizer() {
     return *optimizer_;
   }
   /// True when the last run() stopped early on SIGINT/SIGTERM
@@ -220,7 +309,7 @@ class Trainer {
     return stop_signal_;
   }
   /// Steps skipped for a non-finite loss (NonFinitePolicy::Skip), over all
-  /// run() calls of this trainer.
+  /// runs of this trainer.
   int64_t skipped_steps() const {
     return skipped_;
   }
@@ -236,16 +325,25 @@ class Trainer {
   void load(const std::string& path);
 
  private:
+  struct Run;  // what lives from begin() to end() (trainer.cpp)
+  struct Window {
+    double loss, grad_norm;
+  };
   double lr_factor(int64_t step) const;
   // Data-parallel: every rank starts at the same step from rank 0's weights.
   void sync_start();
   TrainLogEntry run_impl();
+  Run& current(const char* where);
+  // The mean loss and gradient norm of the steps since the last log (one
+  // host sync); throws when one was not finite.
+  Window read_window(Run& r);
+  [[noreturn]] void stop_nonfinite(
+      Run& r, int64_t bad_step, double value, bool is_loss);
 
   std::shared_ptr<torch::nn::Module> module_;
   LossFn loss_;
   TrainerOptions options_;
-  std::shared_ptr<torch::optim::Optimizer> optimizer_;
-  std::shared_ptr<FlatAdam> flat_;  // optimizer_ when it is a FlatAdam
+  std::shared_ptr<Optimizer> optimizer_;
   std::unique_ptr<EMA> ema_;
   std::vector<double> base_lr_;
   struct State {
@@ -254,6 +352,7 @@ class Trainer {
     std::function<void(const torch::Tensor&)> load;
   };
   std::vector<State> states_;
+  std::unique_ptr<Run> run_;
   int64_t step_ = 0;
   int64_t skipped_ = 0;
   int stop_signal_ = 0;
