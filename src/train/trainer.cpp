@@ -132,7 +132,13 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// A one-line progress bar on stderr, redrawn in place.
+}  // namespace
+
+namespace detail {
+
+// A one-line progress bar on stderr, redrawn in place (in a named namespace:
+// Trainer::Run holds one, and a unity build warns about a member whose type
+// has internal linkage).
 class ProgressBar {
  public:
   ProgressBar(bool enabled, int64_t total) : enabled_(enabled), total_(total) {}
@@ -190,7 +196,7 @@ class ProgressBar {
   Clock::time_point last_{};
 };
 
-}  // namespace
+}  // namespace detail
 
 TrainerOptions::TrainerOptions(int64_t steps) : steps_(steps) {}
 
@@ -198,7 +204,7 @@ TrainerOptions::TrainerOptions(int64_t steps) : steps_(steps) {}
 struct Trainer::Run {
   Run(bool bar_on, int64_t total) : bar(bar_on, total) {}
   std::ofstream csv;
-  ProgressBar bar;
+  detail::ProgressBar bar;
   std::vector<torch::Tensor> params;
   // The window's per-step losses and gradient norms, on their device: read
   // back once per window, they name the first non-finite step.
