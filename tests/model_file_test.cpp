@@ -850,9 +850,39 @@ void register_user_pieces() {
       return std::make_shared<UserVP>(c.value("beta_max", 20.0));
     });
   }
+  // A user's sampler: deterministic DDIM written as one loop over the grid
+  // with the public update functions.
+  if (!samplers::sampler_registry().contains("user_ddim")) {
+    samplers::sampler_registry().add("user_ddim", [](const Config&) {
+      samplers::Sampler s;
+      s.default_steps = [](const NoiseProcess&) { return int64_t{10}; };
+      s.run = [](const Model& model,
+                 const NoiseProcess& process,
+                 torch::IntArrayRef shape,
+                 const samplers::GridSpec& grid,
+                 const samplers::CommonOptions& options) {
+        c10::InferenceMode guard;
+        const auto pts = grid.resolve(process, 10).points(process);
+        auto x = samplers::initial_state(
+            process, pts.front().t, shape, options, "user_ddim");
+        samplers::ModelCaller call(model, process);
+        samplers::SamplerLoop loop(options, pts.size() - 1, "user_ddim");
+        loop.start(x);
+        for (size_t i = 0; i + 1 < pts.size(); ++i) {
+          auto d = samplers::update::denoised(
+              x, call(x, pts[i].t), model.prediction(), pts[i]);
+          x = samplers::update::ddim(
+              d.x0, d.eps, torch::Tensor(), pts[i], pts[i + 1], 0.0);
+          loop.step(static_cast<int64_t>(i + 1), pts[i + 1].t, x, d.x0);
+        }
+        return loop.finish(x, call.nfe());
+      };
+      return s;
+    });
+  }
 }
 
-TEST_F(ModelFileTest, UserNetworkAndProcessSaveLoadAndSampleByName) {
+TEST_F(ModelFileTest, UserNetworkProcessAndSamplerSaveLoadAndSampleByName) {
   register_user_pieces();
   TempDir dir;
   const auto path = dir.file("user.safetensors");
@@ -879,6 +909,15 @@ TEST_F(ModelFileTest, UserNetworkAndProcessSaveLoadAndSampleByName) {
           .samples;
   EXPECT_TRUE(torch::isfinite(loaded).all().item<bool>());
   EXPECT_TRUE(torch::equal(loaded, direct));
+  // The user's own sampler, by its name, on the loaded user network and
+  // process: the same method as the built-in DDIM (eta = 0), so the same
+  // samples up to float32 rounding.
+  auto u = samplers::SampleOptions().sampler("user_ddim").steps(6);
+  u.common().generator(make_generator(3));
+  const auto mine = samplers::sample(m.model, *m.process, {8, 3}, u);
+  EXPECT_EQ(mine.nfe, 6);
+  EXPECT_TRUE(torch::allclose(mine.samples, loaded, 1e-4, 1e-5))
+      << (mine.samples - loaded).abs().max().item<double>();
 }
 
 TEST_F(ModelFileTest, NetworkConfigsRoundTrip) {
