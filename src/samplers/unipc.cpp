@@ -133,14 +133,18 @@ torch::Tensor unipc_update(
   const auto rho = unipc_rho(from, earlier, to, p, corrector);
   const double h = to.lambda() - from.lambda();
   const double B = std::expm1(-h);
-  auto x_to = (to.sigma / from.sigma) * x - (to.alpha * std::expm1(-h)) * m[0];
+  // The base is DPM-Solver++'s first-order step; each D_k = (m_k - m0) / r_k
+  // term is added in place (no temporaries per step).
+  auto x_to = update::dpmpp_1(x, m[0], from, to);
   for (int k = 0; k + 1 < p; ++k) {
     const auto ku = static_cast<size_t>(k);
     const double r = (earlier[ku].lambda() - from.lambda()) / h;
-    x_to = x_to - (to.alpha * B * rho[ku] / r) * (m[ku + 1] - m[0]);
+    const double c = to.alpha * B * rho[ku] / r;
+    x_to.add_(m[ku + 1], -c).add_(m[0], c);
   }
   if (corrector) {
-    x_to = x_to - (to.alpha * B * rho.back()) * (m_to - m[0]);
+    const double c = to.alpha * B * rho.back();
+    x_to.add_(m_to, -c).add_(m[0], c);
   }
   return x_to;
 }
